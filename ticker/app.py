@@ -1,0 +1,164 @@
+"""The composition root: builds the Starlette app from a Config.
+
+The lifespan owns everything long-lived: the broker, the hub's listener and the feed pump. Routes
+reach them through ``app.state.node`` rather than module globals, so tests can run several apps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from feeds.base import Feed
+from feeds.simulated import SimulatedFeed, synthetic_universe
+from ticker import api
+from ticker.brokers import Broker, broker_from_url
+from ticker.config import Config, FeedConfig
+from ticker.hub import Hub
+from ticker.outbox import Close
+from ticker.protocol import CLOSE_GOING_AWAY
+from ticker.pump import run_feed
+from ticker.resources import web_dir
+from ticker.transport.ws import WebSocketSettings, serve_websocket
+
+log = logging.getLogger("ticker.app")
+
+FeedFactory = Callable[[], Feed]
+
+
+def simulated_feed_factory(config: FeedConfig) -> FeedFactory:
+    seed = config.seed if isinstance(config.seed, int) else secrets.randbelow(2**31)
+    stocks = (config.universe if config.symbols == "universe"
+              else synthetic_universe(int(config.symbols), seed))
+    log.info("simulated market: %d symbols, %.0f ticks/s, seed %d", len(stocks),
+             config.tick_rate, seed)
+    return lambda: SimulatedFeed(stocks, config.market, config.tick_rate, seed)
+
+
+class Node:
+    """One server process: its hub, broker and background tasks."""
+
+    def __init__(self, config: Config, feed_factory: FeedFactory | None) -> None:
+        self.config = config
+        self.hub = Hub(config.hub.snapshot_size, config.hub.history_size, config.hub.bars_kept)
+        self.broker: Broker = broker_from_url(config.broker.url)
+        self.feed_factory = feed_factory
+        server = config.server
+        self.ws_settings = WebSocketSettings(server.send_timeout, server.max_queue_bytes,
+                                             server.max_frame_bytes,
+                                             server.max_symbols_per_connection)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        await self.broker.connect()
+        self._spawn(self._listen(), "hub listener")
+        if self.feed_factory is not None:
+            self._spawn(run_feed(self.feed_factory, self.broker, self.config.feed.restart_delay),
+                        "feed pump")
+        try:
+            await self._wait_ready(timeout=10.0)
+            yield
+        finally:
+            self.going_away()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.broker.disconnect()
+
+    def going_away(self) -> None:
+        """Close every client with 1001 so it knows to reconnect elsewhere or later."""
+        self.hub.close_all(Close(CLOSE_GOING_AWAY, "server shutting down"))
+
+    async def _listen(self) -> None:
+        async for event in self.broker.listen():
+            self.hub.ingest(event)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        task.add_done_callback(_report_crash)
+        self._tasks.append(task)
+
+    async def _wait_ready(self, timeout: float) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.hub.ready:
+            for task in self._tasks:
+                if task.done():
+                    raise RuntimeError(f"{task.get_name()} stopped before the feed started")
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"no feed started within {timeout:.0f} s")
+            await asyncio.sleep(0.01)
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s crashed", task.get_name(), exc_info=task.exception())
+
+
+def plotly_js_path() -> Path:
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the plotly package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
+
+
+def create_app(config: Config, feed_factory: FeedFactory | None = None,
+               run_feed_here: bool = True) -> Starlette:
+    """``feed_factory`` defaults to the configured simulated feed; ``run_feed_here=False`` makes
+    a node that only relays what the broker carries."""
+    if run_feed_here and feed_factory is None:
+        feed_factory = simulated_feed_factory(config.feed)
+    node = Node(config, feed_factory if run_feed_here else None)
+    plotly_js = plotly_js_path()
+
+    async def websocket(ws: WebSocket) -> None:
+        await serve_websocket(ws, node.hub, node.ws_settings)
+
+    async def symbols(request: Request) -> Response:
+        return api.symbols(node.hub)
+
+    async def bars(request: Request) -> Response:
+        return api.bars(request, node.hub, config.hub.bars_kept)
+
+    async def health(request: Request) -> Response:
+        return api.health()
+
+    async def ready(request: Request) -> Response:
+        return api.readiness(node.hub)
+
+    async def plotly(request: Request) -> Response:
+        return FileResponse(plotly_js, media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with node.running():
+            yield
+
+    app = Starlette(
+        routes=[
+            WebSocketRoute("/ws", websocket),
+            Route("/api/symbols", symbols),
+            Route("/api/bars", bars),
+            Route("/healthz", health),
+            Route("/readyz", ready),
+            Route("/vendor/plotly.min.js", plotly),
+            Mount("/", StaticFiles(directory=web_dir(), html=True)),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.node = node
+    return app

@@ -1,0 +1,244 @@
+"""Runtime configuration: frozen dataclasses read from TOML, with TICKER_* environment overrides.
+
+Layers, later ones winning: the packaged ``config.toml`` (the single source of every default), the
+user's file, environment variables, then command-line flags. Validation is eager and strict: an
+unknown key, a wrong type or an impossible value raises :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from feeds.market import MarketParams, StockSpec
+from ticker.errors import ConfigError
+from ticker.resources import default_config_path
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str
+    port: int
+    log_level: Literal["critical", "error", "warning", "info", "debug"]
+    ws_max_message_bytes: int
+    ws_compression: bool
+    ws_ping_interval: float
+    send_timeout: float
+    max_queue_bytes: int
+    max_frame_bytes: int
+    max_symbols_per_connection: int
+    shutdown_timeout: float
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("port", f"must be in 0..65535, got {self.port}")
+        for key in ("ws_max_message_bytes", "max_queue_bytes", "max_frame_bytes",
+                    "max_symbols_per_connection"):
+            _require(key, getattr(self, key) >= 1, "must be >= 1")
+        for key in ("ws_ping_interval", "send_timeout", "shutdown_timeout"):
+            _require(key, getattr(self, key) > 0, "must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    snapshot_size: int
+    history_size: int
+    bars_kept: int
+
+    def __post_init__(self) -> None:
+        _require("snapshot_size", self.snapshot_size >= 1, "must be >= 1")
+        _require("history_size", self.history_size >= self.snapshot_size,
+                 f"must be >= snapshot_size ({self.snapshot_size})")
+        _require("bars_kept", self.bars_kept >= 1, "must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedConfig:
+    kind: Literal["simulated"]
+    seed: int | Literal["random"]
+    tick_rate: float
+    symbols: int | Literal["universe"]
+    restart_delay: float
+    market: MarketParams
+    universe: tuple[StockSpec, ...]
+
+    def __post_init__(self) -> None:
+        _require("tick_rate", self.tick_rate > 0, "must be > 0")
+        _require("restart_delay", self.restart_delay >= 0, "must be >= 0")
+        if isinstance(self.seed, int):
+            _require("seed", self.seed >= 0, "must be >= 0 or \"random\"")
+        if isinstance(self.symbols, int):
+            _require("symbols", 1 <= self.symbols <= 100_000, "must be 1..100000 or \"universe\"")
+        elif not self.universe:
+            raise ConfigError("universe", "is empty, so symbols = \"universe\" has nothing to trade")
+        seen: set[str] = set()
+        for index, stock in enumerate(self.universe):
+            if stock.symbol in seen:
+                raise ConfigError(f"universe[{index}].symbol", f"{stock.symbol} appears twice")
+            seen.add(stock.symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    url: str
+
+    def __post_init__(self) -> None:
+        _require("url", self.url.startswith("memory://"), "only memory:// is supported so far")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig
+    hub: HubConfig
+    feed: FeedConfig
+    broker: BrokerConfig
+
+
+ENV_ALIASES = {"TICKER_HOST": ("server", "host"), "TICKER_PORT": ("server", "port")}
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read the defaults, then ``path``, then ``environ`` (TICKER_*), then ``overrides``.
+
+    ``overrides`` maps dotted keys to values, e.g. ``{"server.port": 0, "feed.tick_rate": 500}``.
+    """
+    document = read_toml(default_config_path())
+    if path is not None:
+        document = merge(document, read_toml(Path(path)))
+    document = merge(document, env_overrides(os.environ if environ is None else environ))
+    for dotted, value in (overrides or {}).items():
+        document = merge(document, _nest(dotted.split("."), value))
+    return build(Config, document, "")
+
+
+def read_toml(path: Path) -> Document:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(str(path), "file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(path), f"not valid TOML: {error}") from None
+
+
+def merge(base: Document, top: Document) -> Document:
+    """Tables merge key by key; any other value in ``top`` replaces the one in ``base``."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def env_overrides(environ: Mapping[str, str]) -> Document:
+    """TICKER_<SECTION>_<KEY>=value, e.g. TICKER_FEED_TICK_RATE=200; values are parsed as TOML
+    (so numbers and booleans work), falling back to a plain string."""
+    document: Document = {}
+    for section in dataclasses.fields(Config):
+        section_type = typing.get_type_hints(Config)[section.name]
+        for field in dataclasses.fields(section_type):
+            name = f"TICKER_{section.name}_{field.name}".upper()
+            if name in environ:
+                document = merge(document, {section.name: {field.name: _env_value(environ[name])}})
+    for name, (section_name, key) in ENV_ALIASES.items():
+        if name in environ:
+            document = merge(document, {section_name: {key: _env_value(environ[name])}})
+    return document
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _nest(keys: list[str], value: Any) -> Document:
+    return {keys[0]: value} if len(keys) == 1 else {keys[0]: _nest(keys[1:], value)}
+
+
+def build(cls: type[Any], data: Any, where: str) -> Any:
+    """Check ``data`` against dataclass ``cls`` field by field and construct it."""
+    if not isinstance(data, dict):
+        raise ConfigError(where or "config", f"must be a table, got {_kind(data)}")
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(_join(where, key), f"unknown key (known keys: {known})")
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        key = _join(where, name)
+        if name in data:
+            values[name] = _convert(hints[name], data[name], key)
+        elif field.default is not dataclasses.MISSING:
+            values[name] = field.default
+        else:
+            raise ConfigError(key, "missing")
+    try:
+        return cls(**values)
+    except ConfigError as error:
+        raise ConfigError(_join(where, error.key), error.problem) from None
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return build(typing.cast(type[Any], hint), value, key)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value in choices and type(value) is type(choices[0]):
+            return value
+        raise ConfigError(key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(hint):
+            try:
+                return _convert(option, value, key)
+            except ConfigError as error:
+                errors.append(error.problem)
+        raise ConfigError(key, " or ".join(errors))
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(key, f"must be an array, got {_kind(value)}")
+        item_hint = typing.get_args(hint)[0]
+        return tuple(_convert(item_hint, item, f"{key}[{i}]") for i, item in enumerate(value))
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, str, bool) and type(value) is hint:
+        return value
+    raise ConfigError(key, f"must be {_TYPE_NAMES.get(hint, str(hint))}, got {_kind(value)} {value!r}")
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
+             dict: "table"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where and not key.startswith("[") else f"{where}{key}"
+
+
+def _require(key: str, ok: bool, problem: str) -> None:
+    if not ok:
+        raise ConfigError(key, problem)

@@ -1,0 +1,43 @@
+"""Every error ticker raises on purpose derives from :class:`TickerError`::
+
+    TickerError
+    ├── ConfigError      a config key is unknown, mistyped or impossible (names the key)
+    ├── FeedError        a feed cannot produce ticks
+    ├── ProtocolError    a client's message is not valid protocol v1 (carries the wire error code)
+    └── BrokerError      the pub/sub broker cannot be reached or used
+"""
+
+from __future__ import annotations
+
+
+class TickerError(Exception):
+    """Root of ticker's own errors."""
+
+
+class ConfigError(TickerError):
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(key, problem)
+        self.key = key
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"config error: {self.key}: {self.problem}"
+
+
+class FeedError(TickerError):
+    pass
+
+
+class ProtocolError(TickerError):
+    def __init__(self, code: str, message: str, request_id: int | str | None = None) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class BrokerError(TickerError):
+    pass

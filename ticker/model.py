@@ -1,0 +1,49 @@
+"""The types every layer shares: a trade tick and a symbol's description. Stdlib only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One trade, in wire order: orjson serialises it field by field into protocol v1's tick object.
+
+    ``ts`` is Unix time in milliseconds (sub-millisecond float) at which the feed produced the trade;
+    ``seq`` counts the symbol's trades within one feed run (epoch), starting at 1.
+    """
+
+    symbol: str
+    seq: int
+    ts: float
+    price: float
+    size: int
+    bid: float
+    ask: float
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolInfo:
+    symbol: str
+    name: str = ""
+    sector: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStart:
+    """Announces a feed run: everything after it, up to the next FeedStart, belongs to ``epoch``."""
+
+    epoch: str
+    feed: str
+    symbols: tuple[SymbolInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TickBatch:
+    """Ticks produced together; one batch may mix symbols, each symbol's seqs ascend."""
+
+    epoch: str
+    ticks: tuple[Tick, ...]
+
+
+FeedEvent = FeedStart | TickBatch

@@ -1,0 +1,217 @@
+"""Wire protocol v1, sans I/O: client text in -> command objects; server messages -> JSON bytes.
+
+Nothing here touches a socket or the event loop, so it is tested without a server. docs/protocol.md
+is the contract; ``web/protocol.js`` mirrors the names below and a test keeps the two in sync.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ticker.errors import ProtocolError
+from ticker.model import SymbolInfo, Tick
+
+PROTOCOL_VERSION = 1
+
+# Error codes sent in {"type":"error","code":...}.
+BAD_JSON = "bad_json"
+BAD_REQUEST = "bad_request"
+UNKNOWN_OP = "unknown_op"
+UNKNOWN_SYMBOL = "unknown_symbol"
+TOO_MANY_SYMBOLS = "too_many_symbols"
+ERROR_CODES = (BAD_JSON, BAD_REQUEST, UNKNOWN_OP, UNKNOWN_SYMBOL, TOO_MANY_SYMBOLS)
+
+# Close codes: 1000-1999 are the WebSocket standard's; 4000-4499 mean "reconnect and resume",
+# 4500-4999 mean "do not reconnect, the same request would fail again".
+CLOSE_GOING_AWAY = 1001
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_BAD_REQUEST = 4500
+CLOSE_CODES = {"going_away": CLOSE_GOING_AWAY, "slow_consumer": CLOSE_SLOW_CONSUMER,
+               "bad_request": CLOSE_BAD_REQUEST}
+
+MESSAGE_TYPES = ("hello", "subscribed", "unsubscribed", "snapshot", "ticks", "pong", "error")
+OPS = ("subscribe", "unsubscribe", "ping")
+
+_SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,15}$")
+
+RequestId = int | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    epoch: str
+    seqs: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    symbols: tuple[str, ...]
+    id: RequestId = None
+    resume: Resume | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    symbols: tuple[str, ...]
+    id: RequestId = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    id: RequestId = None
+
+
+Command = Subscribe | Unsubscribe | Ping
+
+
+def parse_command(raw: str | bytes) -> Command:
+    """Decode one client message, or raise ProtocolError with the wire error code."""
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise ProtocolError(BAD_JSON, f"message is not valid JSON: {error}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(BAD_REQUEST, "message must be a JSON object like {\"op\": ...}")
+    request_id = _request_id(message)
+    op = message.get("op")
+    if op is None:
+        raise ProtocolError(BAD_REQUEST, "message has no \"op\"", request_id)
+    if op == "ping":
+        _no_extra_keys(message, {"op", "id"}, request_id)
+        return Ping(request_id)
+    if op == "subscribe":
+        _no_extra_keys(message, {"op", "id", "symbols", "resume"}, request_id)
+        symbols = _symbols(message, request_id)
+        resume = _resume(message.get("resume"), request_id)
+        return Subscribe(symbols, request_id, resume)
+    if op == "unsubscribe":
+        _no_extra_keys(message, {"op", "id", "symbols"}, request_id)
+        return Unsubscribe(_symbols(message, request_id), request_id)
+    raise ProtocolError(UNKNOWN_OP, f"unknown op {op!r}; expected one of {', '.join(OPS)}",
+                        request_id)
+
+
+def _request_id(message: dict[str, Any]) -> RequestId:
+    request_id = message.get("id")
+    if request_id is None or (isinstance(request_id, int | str) and not isinstance(request_id, bool)):
+        if isinstance(request_id, str) and len(request_id) > 64:
+            raise ProtocolError(BAD_REQUEST, "\"id\" must be at most 64 characters")
+        return request_id
+    raise ProtocolError(BAD_REQUEST, "\"id\" must be an integer or a string")
+
+
+def _no_extra_keys(message: dict[str, Any], allowed: set[str], request_id: RequestId) -> None:
+    extra = sorted(set(message) - allowed)
+    if extra:
+        raise ProtocolError(BAD_REQUEST, f"unexpected field(s) {', '.join(extra)} for op "
+                            f"{message['op']!r}", request_id)
+
+
+def _symbols(message: dict[str, Any], request_id: RequestId) -> tuple[str, ...]:
+    symbols = message.get("symbols")
+    if not isinstance(symbols, list) or not symbols:
+        raise ProtocolError(BAD_REQUEST, "\"symbols\" must be a non-empty array of strings",
+                            request_id)
+    normalized: dict[str, None] = {}
+    for symbol in symbols:
+        if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
+            raise ProtocolError(BAD_REQUEST, f"{_short(symbol)} is not a symbol (1-16 letters, "
+                                "digits, '.' or '-')", request_id)
+        normalized[symbol.upper()] = None
+    return tuple(normalized)
+
+
+def _resume(resume: Any, request_id: RequestId) -> Resume | None:
+    if resume is None:
+        return None
+    problem = "\"resume\" must be {\"epoch\": \"<str>\", \"seqs\": {\"SYMBOL\": <int >= 0>, ...}}"
+    if not isinstance(resume, dict) or set(resume) - {"epoch", "seqs"}:
+        raise ProtocolError(BAD_REQUEST, problem, request_id)
+    epoch, seqs = resume.get("epoch"), resume.get("seqs")
+    if not isinstance(epoch, str) or not isinstance(seqs, dict):
+        raise ProtocolError(BAD_REQUEST, problem, request_id)
+    for symbol, seq in seqs.items():
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise ProtocolError(BAD_REQUEST, problem, request_id)
+    return Resume(epoch, {symbol.upper(): seq for symbol, seq in seqs.items()})
+
+
+def _short(value: Any) -> str:
+    text = orjson.dumps(value).decode() if value is not None else "null"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# Server -> client. Ticks are encoded once per tick and the bytes shared by every recipient, so the
+# messages that carry ticks are assembled from pre-encoded pieces rather than re-serialised.
+
+
+def encode_tick(tick: Tick) -> bytes:
+    return orjson.dumps(tick)
+
+
+TICKS_PREFIX = b'{"type":"ticks","ticks":['
+TICKS_SUFFIX = b"]}"
+
+
+def encode_ticks(encoded_ticks: Sequence[bytes]) -> bytes:
+    return TICKS_PREFIX + b",".join(encoded_ticks) + TICKS_SUFFIX
+
+
+def encode_snapshot(symbol: str, epoch: str, encoded_ticks: Iterable[bytes], reset: bool) -> bytes:
+    head = {"type": "snapshot", "symbol": symbol, "epoch": epoch, "reset": reset}
+    return orjson.dumps(head)[:-1] + b',"ticks":[' + b",".join(encoded_ticks) + b"]}"
+
+
+def encode_hello(epoch: str, feed: str, symbols: Sequence[SymbolInfo]) -> bytes:
+    return orjson.dumps({"type": "hello", "version": PROTOCOL_VERSION, "epoch": epoch,
+                         "feed": feed, "symbols": [info.symbol for info in symbols]})
+
+
+def encode_subscribed(symbols: Sequence[str], request_id: RequestId,
+                      resumed: Sequence[str] = ()) -> bytes:
+    return orjson.dumps(_with_id({"type": "subscribed", "symbols": list(symbols),
+                                  "resumed": list(resumed)}, request_id))
+
+
+def encode_unsubscribed(symbols: Sequence[str], request_id: RequestId) -> bytes:
+    return orjson.dumps(_with_id({"type": "unsubscribed", "symbols": list(symbols)}, request_id))
+
+
+def encode_pong(request_id: RequestId, server_ms: float) -> bytes:
+    return orjson.dumps(_with_id({"type": "pong", "ts": round(server_ms, 3)}, request_id))
+
+
+def encode_error(code: str, message: str, request_id: RequestId = None,
+                 **extra: Any) -> bytes:
+    return orjson.dumps(_with_id({"type": "error", "code": code, "message": message, **extra},
+                                 request_id))
+
+
+def _with_id(message: dict[str, Any], request_id: RequestId) -> dict[str, Any]:
+    if request_id is not None:
+        message["id"] = request_id
+    return message
+
+
+@dataclass(slots=True)
+class Frames:
+    """Splits a run of encoded ticks into "ticks" messages of at most ``max_bytes`` each."""
+
+    max_bytes: int
+    out: list[bytes] = field(default_factory=list)
+
+    def add_ticks(self, encoded_ticks: Sequence[bytes]) -> None:
+        budget = self.max_bytes - len(TICKS_PREFIX) - len(TICKS_SUFFIX)
+        start, size = 0, 0
+        for index, data in enumerate(encoded_ticks):
+            size += len(data) + 1
+            if size > budget and index > start:
+                self.out.append(encode_ticks(encoded_ticks[start:index]))
+                start, size = index, len(data) + 1
+        if start < len(encoded_ticks):
+            self.out.append(encode_ticks(encoded_ticks[start:]))

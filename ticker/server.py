@@ -1,0 +1,74 @@
+"""Runs an app under uvicorn, closing WebSocket clients with 1001 (going away) on shutdown.
+
+uvicorn itself closes open WebSockets with 1012 and only then runs the lifespan shutdown, so the
+hub is told first, here, and gets a moment to send its close frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from ticker.app import Node
+from ticker.config import ServerConfig
+
+log = logging.getLogger("ticker.server")
+
+CLOSE_GRACE_SECONDS = 1.0
+
+
+class TickerServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, node: Node) -> None:
+        super().__init__(config)
+        self.node = node
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+                log.info("dashboard: http://%s:%d/   websocket: ws://%s:%d/ws", shown, port,
+                         shown, port)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.node.going_away()
+        deadline = asyncio.get_running_loop().time() + CLOSE_GRACE_SECONDS
+        while self.node.hub.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        await super().shutdown(sockets)
+
+
+def uvicorn_config(app: Starlette, server: ServerConfig, **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=server.host,
+        port=server.port,
+        log_level=server.log_level,
+        log_config=log_config(server.log_level),
+        ws="websockets-sansio",
+        ws_max_size=server.ws_max_message_bytes,
+        ws_per_message_deflate=server.ws_compression,
+        ws_ping_interval=server.ws_ping_interval,
+        ws_ping_timeout=server.ws_ping_interval,
+        timeout_graceful_shutdown=server.shutdown_timeout,
+        lifespan="on",
+        **extra,
+    )
+
+
+def log_config(level: str) -> dict[str, Any]:
+    config: dict[str, Any] = dict(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"] = dict(config["loggers"])
+    config["loggers"]["ticker"] = {"handlers": ["default"], "level": level.upper(),
+                                   "propagate": False}
+    return config
+
+
+def serve(app: Starlette, server: ServerConfig) -> None:
+    TickerServer(uvicorn_config(app, server), app.state.node).run()

@@ -1,0 +1,1 @@
+"""Transports are thin adapters: they move bytes between a connection and a hub Client."""
