@@ -19,7 +19,9 @@ class Feed(Protocol):
     """
 
     kind: str
-    symbols: Sequence[SymbolInfo]
+
+    @property
+    def symbols(self) -> Sequence[SymbolInfo]: ...
 
     def batches(self) -> AsyncIterator[list[Tick]]: ...
 

@@ -28,7 +28,8 @@ class StockSpec:
         _check_positive("price", self.price)
         _check_positive("activity", self.activity)
         if not 0.0 < self.volatility <= 5.0:
-            raise ConfigError("volatility", f"must be in (0, 5] (annualised), got {self.volatility}")
+            raise ConfigError("volatility",
+                              f"must be in (0, 5] (annualised), got {self.volatility}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ class MarketParams:
             raise ConfigError("sector_share", "market_share + sector_share must stay below 1")
         _check_positive("vol_halflife", self.vol_halflife)
         for key in ("vol_of_vol", "jumps_per_day", "jump_size"):
-            if getattr(self, key) < 0:
+            if not getattr(self, key) >= 0:
                 raise ConfigError(key, f"must be >= 0, got {getattr(self, key)}")
         _check_positive("spread_bps", self.spread_bps)
 

@@ -10,7 +10,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-
 from ticker.app import create_app
 from ticker.config import Config, load_config
 from ticker.server import TickerServer, uvicorn_config

@@ -20,7 +20,7 @@ class Bar(TypedDict):
 class BarSeries:
     """The last ``keep`` bars of one interval; the newest one may still be forming."""
 
-    __slots__ = ("_interval", "_bars")
+    __slots__ = ("_bars", "_interval")
 
     def __init__(self, interval_ms: int, keep: int) -> None:
         self._interval = interval_ms

@@ -8,6 +8,7 @@ unknown key, a wrong type or an impossible value raises :class:`ConfigError` nam
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -79,7 +80,8 @@ class FeedConfig:
         if isinstance(self.symbols, int):
             _require("symbols", 1 <= self.symbols <= 100_000, "must be 1..100000 or \"universe\"")
         elif not self.universe:
-            raise ConfigError("universe", "is empty, so symbols = \"universe\" has nothing to trade")
+            raise ConfigError("universe",
+                              "is empty, so symbols = \"universe\" has nothing to trade")
         seen: set[str] = set()
         for index, stock in enumerate(self.universe):
             if stock.symbol in seen:
@@ -121,7 +123,8 @@ def load_config(
     document = merge(document, env_overrides(os.environ if environ is None else environ))
     for dotted, value in (overrides or {}).items():
         document = merge(document, _nest(dotted.split("."), value))
-    return build(Config, document, "")
+    config: Config = build(Config, document, "")
+    return config
 
 
 def read_toml(path: Path) -> Document:
@@ -130,8 +133,10 @@ def read_toml(path: Path) -> Document:
             return tomllib.load(file)
     except FileNotFoundError:
         raise ConfigError(str(path), "file not found") from None
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(str(path), f"not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(str(path), f"cannot be read: {error.strerror or error}") from None
 
 
 def merge(base: Document, top: Document) -> Document:
@@ -149,19 +154,25 @@ def env_overrides(environ: Mapping[str, str]) -> Document:
     """TICKER_<SECTION>_<KEY>=value, e.g. TICKER_FEED_TICK_RATE=200; values are parsed as TOML
     (so numbers and booleans work), falling back to a plain string."""
     document: Document = {}
+    names: dict[str, tuple[str, str, Any]] = {}
     for section in dataclasses.fields(Config):
         section_type = typing.get_type_hints(Config)[section.name]
-        for field in dataclasses.fields(section_type):
-            name = f"TICKER_{section.name}_{field.name}".upper()
-            if name in environ:
-                document = merge(document, {section.name: {field.name: _env_value(environ[name])}})
-    for name, (section_name, key) in ENV_ALIASES.items():
+        for name, hint in typing.get_type_hints(section_type).items():
+            names[f"TICKER_{section.name}_{name}".upper()] = (section.name, name, hint)
+    for alias, (section_name, key) in ENV_ALIASES.items():
+        names[alias] = names[f"TICKER_{section_name}_{key}".upper()]
+    for name, (section_name, key, hint) in names.items():
         if name in environ:
-            document = merge(document, {section_name: {key: _env_value(environ[name])}})
+            value = _env_value(environ[name], hint)
+            document = merge(document, {section_name: {key: value}})
     return document
 
 
-def _env_value(raw: str) -> Any:
+def _env_value(raw: str, hint: Any) -> Any:
+    """Text fields take the variable as it is; others parse it as a TOML value."""
+    if hint is str or (typing.get_origin(hint) is Literal
+                       and all(isinstance(c, str) for c in typing.get_args(hint))):
+        return raw
     try:
         return tomllib.loads(f"value = {raw}")["value"]
     except tomllib.TOMLDecodeError:
@@ -220,10 +231,13 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
         item_hint = typing.get_args(hint)[0]
         return tuple(_convert(item_hint, item, f"{key}[{i}]") for i, item in enumerate(value))
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number, got {value}")
         return float(value)
     if hint in (int, str, bool) and type(value) is hint:
         return value
-    raise ConfigError(key, f"must be {_TYPE_NAMES.get(hint, str(hint))}, got {_kind(value)} {value!r}")
+    expected = _TYPE_NAMES.get(hint, str(hint))
+    raise ConfigError(key, f"must be {expected}, got {_kind(value)} {value!r}")
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}

@@ -23,7 +23,7 @@ log = logging.getLogger("ticker.hub")
 class History:
     """The last ``capacity`` encoded ticks of one symbol, addressed by seq (a ring buffer)."""
 
-    __slots__ = ("_ring", "_capacity", "_origin", "first", "last")
+    __slots__ = ("_capacity", "_origin", "_ring", "first", "last")
 
     def __init__(self, capacity: int) -> None:
         self._ring: list[bytes] = []
@@ -73,7 +73,7 @@ class SymbolSummary(TypedDict):
 
 
 class _SymbolState:
-    __slots__ = ("info", "history", "bars", "open", "last", "subscribers")
+    __slots__ = ("bars", "history", "info", "last", "open", "subscribers")
 
     def __init__(self, info: SymbolInfo, history_size: int, bars_kept: int) -> None:
         self.info = info

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 class Tick:
     """One trade, in wire order: orjson serialises it field by field into protocol v1's tick object.
 
-    ``ts`` is Unix time in milliseconds (sub-millisecond float) at which the feed produced the trade;
-    ``seq`` counts the symbol's trades within one feed run (epoch), starting at 1.
+    ``ts`` is Unix time in milliseconds (sub-millisecond float) at which the feed produced the
+    trade; ``seq`` counts the symbol's trades within one feed run (epoch), starting at 1.
     """
 
     symbol: str

@@ -27,8 +27,16 @@ class Close:
 
 
 class Outbox:
-    __slots__ = ("_items", "_bytes", "_messages", "_limit", "_max_bytes", "_max_frame",
-                 "_wakeup", "close_request")
+    __slots__ = (
+        "_bytes",
+        "_items",
+        "_limit",
+        "_max_bytes",
+        "_max_frame",
+        "_messages",
+        "_wakeup",
+        "close_request",
+    )
 
     def __init__(self, max_bytes: int, max_frame_bytes: int) -> None:
         self._items: list[bytes | _Message] = []
@@ -47,7 +55,7 @@ class Outbox:
         self._items.append(data)
         self._bytes += len(data)
         if self._bytes > self._limit:
-            self.close(Close(CLOSE_SLOW_CONSUMER, "slow consumer: too many ticks waiting to be sent"))
+            self.close(Close(CLOSE_SLOW_CONSUMER, "slow consumer: too many ticks waiting"))
         self._wakeup.set()
 
     def put_backlog(self, ticks: list[bytes]) -> None:

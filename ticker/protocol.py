@@ -98,7 +98,8 @@ def parse_command(raw: str | bytes) -> Command:
 
 def _request_id(message: dict[str, Any]) -> RequestId:
     request_id = message.get("id")
-    if request_id is None or (isinstance(request_id, int | str) and not isinstance(request_id, bool)):
+    if request_id is None or (isinstance(request_id, int | str)
+                              and not isinstance(request_id, bool)):
         if isinstance(request_id, str) and len(request_id) > 64:
             raise ProtocolError(BAD_REQUEST, "\"id\" must be at most 64 characters")
         return request_id
@@ -135,7 +136,7 @@ def _resume(resume: Any, request_id: RequestId) -> Resume | None:
     epoch, seqs = resume.get("epoch"), resume.get("seqs")
     if not isinstance(epoch, str) or not isinstance(seqs, dict):
         raise ProtocolError(BAD_REQUEST, problem, request_id)
-    for symbol, seq in seqs.items():
+    for seq in seqs.values():
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
             raise ProtocolError(BAD_REQUEST, problem, request_id)
     return Resume(epoch, {symbol.upper(): seq for symbol, seq in seqs.items()})

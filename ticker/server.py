@@ -7,8 +7,11 @@ hub is told first, here, and gets a moment to send its close frames.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -27,6 +30,17 @@ class TickerServer(uvicorn.Server):
         super().__init__(config)
         self.node = node
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises the captured SIGINT/SIGTERM after a graceful shutdown, which turns a
+        # clean stop into a KeyboardInterrupt traceback or a death by signal: the shutdown is
+        # complete by then, so the process exits normally instead.
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         for server in self.servers:
@@ -39,7 +53,8 @@ class TickerServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.node.going_away()
         deadline = asyncio.get_running_loop().time() + CLOSE_GRACE_SECONDS
-        while self.node.hub.connections and asyncio.get_running_loop().time() < deadline:
+        # A short poll: shutdown happens once, and the hub has no reason to signal "empty".
+        while self.node.hub.connections and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         await super().shutdown(sockets)
 
@@ -56,7 +71,7 @@ def uvicorn_config(app: Starlette, server: ServerConfig, **extra: Any) -> uvicor
         ws_per_message_deflate=server.ws_compression,
         ws_ping_interval=server.ws_ping_interval,
         ws_ping_timeout=server.ws_ping_interval,
-        timeout_graceful_shutdown=server.shutdown_timeout,
+        timeout_graceful_shutdown=math.ceil(server.shutdown_timeout),
         lifespan="on",
         **extra,
     )

@@ -1,0 +1,223 @@
+"""The hub without a server: outboxes stand in for connections."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from ticker.hub import History, Hub
+from ticker.model import FeedStart, SymbolInfo, Tick, TickBatch
+from ticker.outbox import Close, Outbox
+from ticker.protocol import Resume
+
+SYMBOLS = (SymbolInfo("AAPL", "Apple Inc.", "Technology"), SymbolInfo("MSFT"), SymbolInfo("JPM"))
+
+
+def make_hub(snapshot_size: int = 5, history_size: int = 20) -> Hub:
+    hub = Hub(snapshot_size, history_size, bars_kept=100)
+    hub.ingest(FeedStart("e1", "simulated", SYMBOLS))
+    return hub
+
+
+def tick(symbol: str, seq: int, ts: float = 1000.0, price: float = 10.0, size: int = 100) -> Tick:
+    return Tick(symbol, seq, ts, price, size, price - 0.01, price + 0.01)
+
+
+def publish(hub: Hub, *ticks: Tick, epoch: str = "e1") -> None:
+    hub.ingest(TickBatch(epoch, ticks))
+
+
+def outbox() -> Outbox:
+    return Outbox(max_bytes=1 << 20, max_frame_bytes=1 << 20)
+
+
+def received(box: Outbox) -> list[dict[str, object]]:
+    return [orjson.loads(frame) for frame in box.drain()]
+
+
+def tick_seqs(messages: list[dict[str, object]], symbol: str) -> list[int]:
+    return [t["seq"] for m in messages if m["type"] in ("ticks", "snapshot")
+            for t in m["ticks"] if t["symbol"] == symbol]  # type: ignore[attr-defined]
+
+
+def test_fan_out_reaches_subscribers_of_the_symbol_and_no_one_else() -> None:
+    hub = make_hub()
+    apple, bank, both, idle = outbox(), outbox(), outbox(), outbox()
+    for box in (apple, bank, both, idle):
+        hub.connect(box)
+        box.drain()
+    hub.subscribe(apple, ("AAPL",))
+    hub.subscribe(bank, ("JPM",))
+    hub.subscribe(both, ("AAPL", "JPM"))
+    publish(hub, tick("AAPL", 1), tick("JPM", 1), tick("MSFT", 1), tick("AAPL", 2))
+    assert tick_seqs(received(apple), "AAPL") == [1, 2]
+    bank_messages = received(bank)
+    assert tick_seqs(bank_messages, "JPM") == [1]
+    assert tick_seqs(bank_messages, "AAPL") == []
+    both_messages = received(both)
+    assert tick_seqs(both_messages, "AAPL") == [1, 2]
+    assert tick_seqs(both_messages, "JPM") == [1]
+    assert received(idle) == []
+
+
+def test_each_tick_is_encoded_once_and_shared() -> None:
+    hub = make_hub()
+    first, second = outbox(), outbox()
+    for box in (first, second):
+        hub.subscribe(box, ("AAPL",))
+    publish(hub, tick("AAPL", 1))
+    assert first._items[-1] is second._items[-1]
+
+
+def test_snapshot_holds_the_last_ticks_oldest_first_then_live_continues() -> None:
+    hub = make_hub(snapshot_size=5)
+    publish(hub, *(tick("AAPL", seq) for seq in range(1, 9)))
+    box = outbox()
+    (catchup,) = hub.subscribe(box, ("AAPL",))
+    assert catchup.snapshot is not None
+    snapshot = orjson.loads(catchup.snapshot)
+    assert [t["seq"] for t in snapshot["ticks"]] == [4, 5, 6, 7, 8]
+    assert snapshot["reset"] is False
+    assert snapshot["epoch"] == "e1"
+    publish(hub, tick("AAPL", 9))
+    assert tick_seqs(received(box), "AAPL") == [9]
+
+
+def test_snapshot_of_a_symbol_that_has_not_traded_is_empty() -> None:
+    hub = make_hub()
+    (catchup,) = hub.subscribe(outbox(), ("MSFT",))
+    assert catchup.snapshot is not None
+    assert orjson.loads(catchup.snapshot)["ticks"] == []
+
+
+def test_resume_returns_exactly_the_missed_ticks() -> None:
+    hub = make_hub(snapshot_size=5, history_size=20)
+    publish(hub, *(tick("AAPL", seq) for seq in range(1, 16)))
+    (catchup,) = hub.subscribe(outbox(), ("AAPL",), Resume("e1", {"AAPL": 6}))
+    assert catchup.snapshot is None
+    assert [orjson.loads(t)["seq"] for t in catchup.backlog] == list(range(7, 16))
+    (up_to_date,) = hub.subscribe(outbox(), ("AAPL",), Resume("e1", {"AAPL": 15}))
+    assert up_to_date.snapshot is None
+    assert up_to_date.backlog == []
+
+
+@pytest.mark.parametrize("resume", [
+    Resume("other-epoch", {"AAPL": 10}),  # the feed restarted
+    Resume("e1", {"AAPL": 3}),  # history (20) no longer reaches back to seq 4
+    Resume("e1", {"AAPL": 99}),  # from the future
+])
+def test_resume_that_cannot_be_served_gets_a_reset_snapshot(resume: Resume) -> None:
+    hub = make_hub(snapshot_size=5, history_size=20)
+    publish(hub, *(tick("AAPL", seq) for seq in range(1, 31)))
+    (catchup,) = hub.subscribe(outbox(), ("AAPL",), resume)
+    assert catchup.snapshot is not None
+    snapshot = orjson.loads(catchup.snapshot)
+    assert snapshot["reset"] is True
+    assert [t["seq"] for t in snapshot["ticks"]] == [26, 27, 28, 29, 30]
+
+
+def test_resume_at_the_edge_of_history_is_served() -> None:
+    hub = make_hub(snapshot_size=5, history_size=20)
+    publish(hub, *(tick("AAPL", seq) for seq in range(1, 31)))
+    (catchup,) = hub.subscribe(outbox(), ("AAPL",), Resume("e1", {"AAPL": 10}))
+    assert [orjson.loads(t)["seq"] for t in catchup.backlog] == list(range(11, 31))
+
+
+def test_unsubscribe_stops_delivery() -> None:
+    hub = make_hub()
+    box = outbox()
+    hub.subscribe(box, ("AAPL", "MSFT"))
+    box.drain()
+    hub.unsubscribe(box, ("MSFT",))
+    publish(hub, tick("AAPL", 1), tick("MSFT", 1))
+    messages = received(box)
+    assert tick_seqs(messages, "AAPL") == [1]
+    assert tick_seqs(messages, "MSFT") == []
+
+
+def test_disconnect_forgets_the_connection() -> None:
+    hub = make_hub()
+    box = outbox()
+    hub.connect(box)
+    hub.subscribe(box, ("AAPL",))
+    hub.disconnect(box)
+    box.drain()
+    publish(hub, tick("AAPL", 1))
+    assert box.drain() == []
+    assert hub.connections == 0
+
+
+def test_a_new_epoch_resets_history_and_tells_subscribers() -> None:
+    hub = make_hub()
+    box = outbox()
+    hub.connect(box)
+    hub.subscribe(box, ("AAPL",))
+    publish(hub, tick("AAPL", 1), tick("AAPL", 2))
+    box.drain()
+    hub.ingest(FeedStart("e2", "simulated", SYMBOLS))
+    publish(hub, tick("AAPL", 1, price=11.0), epoch="e2")
+    publish(hub, tick("AAPL", 3), epoch="e1")  # a straggler from the old run is dropped
+    messages = received(box)
+    assert [m["type"] for m in messages] == ["hello", "snapshot", "ticks"]
+    assert messages[0]["epoch"] == "e2"
+    assert messages[1] == {"type": "snapshot", "symbol": "AAPL", "epoch": "e2", "reset": True,
+                           "ticks": []}
+    assert tick_seqs(messages, "AAPL") == [1]
+    (summary,) = [s for s in hub.summaries() if s["symbol"] == "AAPL"]
+    assert summary["open"] == 11.0
+    assert summary["seq"] == 1
+
+
+def test_summaries_report_price_change_since_open() -> None:
+    hub = make_hub()
+    publish(hub, tick("AAPL", 1, price=200.0), tick("AAPL", 2, price=205.5))
+    summaries = {s["symbol"]: s for s in hub.summaries()}
+    assert summaries["AAPL"] == {"symbol": "AAPL", "name": "Apple Inc.", "sector": "Technology",
+                                 "price": 205.5, "open": 200.0, "change": 5.5,
+                                 "change_pct": 2.75, "seq": 2}
+    assert summaries["MSFT"]["price"] is None
+    assert summaries["MSFT"]["seq"] == 0
+
+
+def test_bars_aggregate_ohlcv_per_interval() -> None:
+    hub = make_hub()
+    publish(hub,
+            tick("AAPL", 1, ts=60_000.0, price=10.0, size=100),
+            tick("AAPL", 2, ts=60_400.0, price=12.0, size=200),
+            tick("AAPL", 3, ts=60_900.0, price=9.0, size=300),
+            tick("AAPL", 4, ts=61_100.0, price=11.0, size=100),
+            tick("AAPL", 5, ts=125_000.0, price=13.0, size=500))
+    assert hub.bars("AAPL", "1s", 10) == [
+        {"start": 60_000, "open": 10.0, "high": 12.0, "low": 9.0, "close": 9.0, "volume": 600},
+        {"start": 61_000, "open": 11.0, "high": 11.0, "low": 11.0, "close": 11.0, "volume": 100},
+        {"start": 125_000, "open": 13.0, "high": 13.0, "low": 13.0, "close": 13.0, "volume": 500},
+    ]
+    assert hub.bars("AAPL", "1m", 10) == [
+        {"start": 60_000, "open": 10.0, "high": 12.0, "low": 9.0, "close": 11.0, "volume": 700},
+        {"start": 120_000, "open": 13.0, "high": 13.0, "low": 13.0, "close": 13.0, "volume": 500},
+    ]
+    assert [b["start"] for b in hub.bars("AAPL", "5s", 1)] == [125_000]
+    assert hub.bars("AAPL", "1s", 1)[0]["start"] == 125_000
+
+
+def test_close_all_asks_every_connection_to_close() -> None:
+    hub = make_hub()
+    boxes = [outbox() for _ in range(3)]
+    for box in boxes:
+        hub.connect(box)
+    hub.close_all(Close(1001, "bye"))
+    assert all(box.close_request == Close(1001, "bye") for box in boxes)
+
+
+def test_history_ring_wraps_and_restarts_on_a_seq_jump() -> None:
+    history = History(capacity=4)
+    for seq in range(1, 11):
+        history.append(seq, str(seq).encode())
+    assert (history.first, history.last) == (7, 10)
+    assert history.since(6) == [b"7", b"8", b"9", b"10"]
+    assert history.since(5) is None
+    assert history.latest(2) == [b"9", b"10"]
+    history.append(20, b"20")
+    assert (history.first, history.last) == (20, 20)
+    assert history.since(10) is None
+    assert history.since(19) == [b"20"]
