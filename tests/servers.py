@@ -52,12 +52,14 @@ async def _call(function: Any, *args: Any) -> Any:
 
 
 @contextlib.contextmanager
-def running_server(config: Config | None = None, **create_args: Any) -> Iterator[RunningServer]:
+def running_server(config: Config | None = None, port: int = 0,
+                   **create_args: Any) -> Iterator[RunningServer]:
+    """``port=0`` picks a free port; pass a previous server's port to restart "the same" server."""
     config = config or make_config()
     app = create_app(config, **create_args)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = TickerServer(uvicorn_config(app, config.server), app.state.node)
     loops: list[asyncio.AbstractEventLoop] = []

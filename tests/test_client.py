@@ -7,21 +7,21 @@ import orjson
 from ticker.client import Client
 from ticker.hub import Hub
 from ticker.model import FeedStart, SymbolInfo, Tick, TickBatch
-from ticker.outbox import Outbox
+from ticker.subscriber import Subscriber
 
 
 def session(max_symbols: int = 3) -> tuple[Client, Hub]:
     hub = Hub(snapshot_size=10, history_size=100, bars_kept=10)
     hub.ingest(FeedStart("e1", "simulated", tuple(SymbolInfo(s) for s in
                                                   ("AAPL", "MSFT", "JPM", "BAC", "XOM"))))
-    client = Client(hub, Outbox(1 << 20, 1 << 20), max_symbols, lambda: 1234.5)
+    client = Client(hub, Subscriber(1000, 1000), max_symbols, lambda: 1234.5)
     client.open()
-    client.outbox.drain()
+    client.subscriber.drain()
     return client, hub
 
 
 def replies(client: Client) -> list[dict[str, object]]:
-    return [orjson.loads(frame) for frame in client.outbox.drain()]
+    return [orjson.loads(frame) for frame in client.subscriber.drain()]
 
 
 def test_subscribe_replies_then_snapshots_in_request_order() -> None:

@@ -55,7 +55,7 @@ def test_defaults_load() -> None:
     assert config.feed.kind == "simulated"
     assert config.feed.seed == "random"
     assert config.feed.symbols == "universe"
-    assert config.feed.tick_rate == 50.0
+    assert config.feed.tick_rate == 100.0
     assert isinstance(config.feed.tick_rate, float)
     assert config.broker.url == "memory://"
     assert config.feed.market.market_share + config.feed.market.sector_share < 1
@@ -152,8 +152,10 @@ def test_path_may_be_a_string(tmp_path: Path) -> None:
         pytest.param("[feed]\nuniverse = [1]\n", "feed.universe[0]", id="universe-item-scalar"),
         pytest.param("[server]\nport = 70000\n", "server.port", id="port-too-big"),
         pytest.param("[server]\nport = -1\n", "server.port", id="port-negative"),
-        pytest.param("[server]\nmax_frame_bytes = 0\n", "server.max_frame_bytes",
-                     id="frame-bytes-0"),
+        pytest.param("[server]\nmax_frame_ticks = 0\n", "server.max_frame_ticks",
+                     id="frame-ticks-0"),
+        pytest.param("[server]\nmax_lag_fraction = 1.0\n", "server.max_lag_fraction",
+                     id="lag-beyond-history"),
         pytest.param("[server]\nsend_timeout = 0\n", "server.send_timeout", id="timeout-0"),
         pytest.param("[hub]\nhistory_size = 50\n", "hub.history_size",
                      id="history-below-snapshot"),

@@ -1,14 +1,15 @@
-"""The hub without a server: outboxes stand in for connections."""
+"""The hub without a server: Subscribers stand in for connections."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 
-from ticker.hub import History, Hub
+from ticker.history import History
+from ticker.hub import Hub
 from ticker.model import FeedStart, SymbolInfo, Tick, TickBatch
-from ticker.outbox import Close, Outbox
 from ticker.protocol import Resume
+from ticker.subscriber import Close, Subscriber
 
 SYMBOLS = (SymbolInfo("AAPL", "Apple Inc.", "Technology"), SymbolInfo("MSFT"), SymbolInfo("JPM"))
 
@@ -27,11 +28,11 @@ def publish(hub: Hub, *ticks: Tick, epoch: str = "e1") -> None:
     hub.ingest(TickBatch(epoch, ticks))
 
 
-def outbox() -> Outbox:
-    return Outbox(max_bytes=1 << 20, max_frame_bytes=1 << 20)
+def subscriber() -> Subscriber:
+    return Subscriber(max_lag=1000, max_frame_ticks=1000)
 
 
-def received(box: Outbox) -> list[dict[str, object]]:
+def received(box: Subscriber) -> list[dict[str, object]]:
     return [orjson.loads(frame) for frame in box.drain()]
 
 
@@ -42,7 +43,7 @@ def tick_seqs(messages: list[dict[str, object]], symbol: str) -> list[int]:
 
 def test_fan_out_reaches_subscribers_of_the_symbol_and_no_one_else() -> None:
     hub = make_hub()
-    apple, bank, both, idle = outbox(), outbox(), outbox(), outbox()
+    apple, bank, both, idle = subscriber(), subscriber(), subscriber(), subscriber()
     for box in (apple, bank, both, idle):
         hub.connect(box)
         box.drain()
@@ -62,20 +63,28 @@ def test_fan_out_reaches_subscribers_of_the_symbol_and_no_one_else() -> None:
 
 def test_each_tick_is_encoded_once_and_shared() -> None:
     hub = make_hub()
-    first, second = outbox(), outbox()
+    first, second = subscriber(), subscriber()
     for box in (first, second):
         hub.subscribe(box, ("AAPL",))
+    first.drain()
+    second.drain()
     publish(hub, tick("AAPL", 1))
-    assert first._items[-1] is second._items[-1]
+    assert first.pending
+    assert second.pending
+    (frame_one,), (frame_two,) = first.drain(), second.drain()
+    assert frame_one == frame_two
+    hub_copy = hub._states["AAPL"].history.latest(1)[0]
+    assert hub_copy in frame_one
 
 
 def test_snapshot_holds_the_last_ticks_oldest_first_then_live_continues() -> None:
     hub = make_hub(snapshot_size=5)
     publish(hub, *(tick("AAPL", seq) for seq in range(1, 9)))
-    box = outbox()
-    (catchup,) = hub.subscribe(box, ("AAPL",))
-    assert catchup.snapshot is not None
-    snapshot = orjson.loads(catchup.snapshot)
+    box = subscriber()
+    ((symbol, message),) = hub.subscribe(box, ("AAPL",))
+    assert symbol == "AAPL"
+    assert message is not None
+    snapshot = orjson.loads(message)
     assert [t["seq"] for t in snapshot["ticks"]] == [4, 5, 6, 7, 8]
     assert snapshot["reset"] is False
     assert snapshot["epoch"] == "e1"
@@ -85,20 +94,25 @@ def test_snapshot_holds_the_last_ticks_oldest_first_then_live_continues() -> Non
 
 def test_snapshot_of_a_symbol_that_has_not_traded_is_empty() -> None:
     hub = make_hub()
-    (catchup,) = hub.subscribe(outbox(), ("MSFT",))
-    assert catchup.snapshot is not None
-    assert orjson.loads(catchup.snapshot)["ticks"] == []
+    ((_, message),) = hub.subscribe(subscriber(), ("MSFT",))
+    assert message is not None
+    assert orjson.loads(message)["ticks"] == []
 
 
 def test_resume_returns_exactly_the_missed_ticks() -> None:
     hub = make_hub(snapshot_size=5, history_size=20)
     publish(hub, *(tick("AAPL", seq) for seq in range(1, 16)))
-    (catchup,) = hub.subscribe(outbox(), ("AAPL",), Resume("e1", {"AAPL": 6}))
-    assert catchup.snapshot is None
-    assert [orjson.loads(t)["seq"] for t in catchup.backlog] == list(range(7, 16))
-    (up_to_date,) = hub.subscribe(outbox(), ("AAPL",), Resume("e1", {"AAPL": 15}))
-    assert up_to_date.snapshot is None
-    assert up_to_date.backlog == []
+    box = subscriber()
+    ((_, message),) = hub.subscribe(box, ("AAPL",), Resume("e1", {"AAPL": 6}))
+    assert message is None
+    assert tick_seqs(received(box), "AAPL") == list(range(7, 16))
+    up_to_date = subscriber()
+    ((_, message),) = hub.subscribe(up_to_date, ("AAPL",), Resume("e1", {"AAPL": 15}))
+    assert message is None
+    assert received(up_to_date) == []
+    publish(hub, tick("AAPL", 16))
+    assert tick_seqs(received(box), "AAPL") == [16]
+    assert tick_seqs(received(up_to_date), "AAPL") == [16]
 
 
 @pytest.mark.parametrize("resume", [
@@ -109,23 +123,26 @@ def test_resume_returns_exactly_the_missed_ticks() -> None:
 def test_resume_that_cannot_be_served_gets_a_reset_snapshot(resume: Resume) -> None:
     hub = make_hub(snapshot_size=5, history_size=20)
     publish(hub, *(tick("AAPL", seq) for seq in range(1, 31)))
-    (catchup,) = hub.subscribe(outbox(), ("AAPL",), resume)
-    assert catchup.snapshot is not None
-    snapshot = orjson.loads(catchup.snapshot)
+    box = subscriber()
+    ((_, message),) = hub.subscribe(box, ("AAPL",), resume)
+    assert message is not None
+    snapshot = orjson.loads(message)
     assert snapshot["reset"] is True
     assert [t["seq"] for t in snapshot["ticks"]] == [26, 27, 28, 29, 30]
+    assert received(box) == []  # the snapshot replaces any backlog
 
 
 def test_resume_at_the_edge_of_history_is_served() -> None:
     hub = make_hub(snapshot_size=5, history_size=20)
     publish(hub, *(tick("AAPL", seq) for seq in range(1, 31)))
-    (catchup,) = hub.subscribe(outbox(), ("AAPL",), Resume("e1", {"AAPL": 10}))
-    assert [orjson.loads(t)["seq"] for t in catchup.backlog] == list(range(11, 31))
+    box = subscriber()
+    hub.subscribe(box, ("AAPL",), Resume("e1", {"AAPL": 10}))
+    assert tick_seqs(received(box), "AAPL") == list(range(11, 31))
 
 
 def test_unsubscribe_stops_delivery() -> None:
     hub = make_hub()
-    box = outbox()
+    box = subscriber()
     hub.subscribe(box, ("AAPL", "MSFT"))
     box.drain()
     hub.unsubscribe(box, ("MSFT",))
@@ -137,7 +154,7 @@ def test_unsubscribe_stops_delivery() -> None:
 
 def test_disconnect_forgets_the_connection() -> None:
     hub = make_hub()
-    box = outbox()
+    box = subscriber()
     hub.connect(box)
     hub.subscribe(box, ("AAPL",))
     hub.disconnect(box)
@@ -149,7 +166,7 @@ def test_disconnect_forgets_the_connection() -> None:
 
 def test_a_new_epoch_resets_history_and_tells_subscribers() -> None:
     hub = make_hub()
-    box = outbox()
+    box = subscriber()
     hub.connect(box)
     hub.subscribe(box, ("AAPL",))
     publish(hub, tick("AAPL", 1), tick("AAPL", 2))
@@ -202,7 +219,7 @@ def test_bars_aggregate_ohlcv_per_interval() -> None:
 
 def test_close_all_asks_every_connection_to_close() -> None:
     hub = make_hub()
-    boxes = [outbox() for _ in range(3)]
+    boxes = [subscriber() for _ in range(3)]
     for box in boxes:
         hub.connect(box)
     hub.close_all(Close(1001, "bye"))
@@ -214,10 +231,25 @@ def test_history_ring_wraps_and_restarts_on_a_seq_jump() -> None:
     for seq in range(1, 11):
         history.append(seq, str(seq).encode())
     assert (history.first, history.last) == (7, 10)
-    assert history.since(6) == [b"7", b"8", b"9", b"10"]
-    assert history.since(5) is None
+    assert history.reaches(6)
+    assert history.after(6) == [b"7", b"8", b"9", b"10"]
+    assert not history.reaches(5)
+    assert history.after(8) == [b"9", b"10"]
     assert history.latest(2) == [b"9", b"10"]
+    assert history.reaches(10)
+    assert history.after(10) == []
+    assert not history.reaches(11)
     history.append(20, b"20")
     assert (history.first, history.last) == (20, 20)
-    assert history.since(10) is None
-    assert history.since(19) == [b"20"]
+    assert not history.reaches(10)
+    assert history.reaches(19)
+    assert history.after(19) == [b"20"]
+
+
+def test_history_reads_every_window_of_a_wrapped_ring() -> None:
+    history = History(capacity=7)
+    for seq in range(1, 40):
+        history.append(seq, str(seq).encode())
+        for since in range(max(0, seq - 7), seq + 1):
+            assert history.reaches(since)
+            assert history.after(since) == [str(s).encode() for s in range(since + 1, seq + 1)]

@@ -121,12 +121,13 @@ RULES = [
          lambda m, target: is_stdlib(target)
          or within(target, "orjson", "ticker.model", "ticker.errors"),
          ("ticker.protocol",)),
-    Rule("ticker.hub, .outbox, .client and .bars never import starlette, uvicorn, feeds, "
-         "ticker.app or ticker.transport",
-         lambda m: m in ("ticker.hub", "ticker.outbox", "ticker.client", "ticker.bars"),
+    Rule("ticker.hub, .subscriber, .history, .client and .bars never import starlette, "
+         "uvicorn, feeds, ticker.app or ticker.transport",
+         lambda m: m in ("ticker.hub", "ticker.subscriber", "ticker.history", "ticker.client",
+                        "ticker.bars"),
          lambda m, target: not within(target, "starlette", "uvicorn", "feeds", "ticker.app",
                                       "ticker.transport"),
-         ("ticker.hub", "ticker.outbox", "ticker.client", "ticker.bars")),
+         ("ticker.hub", "ticker.subscriber", "ticker.history", "ticker.client", "ticker.bars")),
     Rule("ticker.transport.* never imports feeds",
          lambda m: within(m, "ticker.transport"),
          lambda m, target: not within(target, "feeds"),
@@ -236,7 +237,7 @@ def test_rules_flag_a_forbidden_import_inside_a_function() -> None:
         ("feeds.base", "starlette", False),
         ("ticker.protocol", "orjson", True),
         ("ticker.protocol", "ticker.hub", False),
-        ("ticker.outbox", "ticker.protocol", True),
+        ("ticker.subscriber", "ticker.protocol", True),
         ("ticker.client", "uvicorn.config", False),
         ("ticker.bars", "ticker.transport.ws", False),
         ("ticker.transport.ws", "starlette.websockets", True),

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 
 async def test_a_stalled_client_is_dropped_and_others_keep_their_pace() -> None:
-    config = make_config(**{"feed.tick_rate": 6000.0, "server.max_queue_bytes": 65536,
+    config = make_config(**{"feed.tick_rate": 6000.0, "server.max_lag_fraction": 0.2,
                             "server.send_timeout": 2.0})
     with running_server(config) as server:
         # A tiny receive window and a client-side queue of one message: this client soon stops

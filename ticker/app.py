@@ -28,10 +28,10 @@ from ticker import api
 from ticker.brokers import Broker, broker_from_url
 from ticker.config import Config, FeedConfig
 from ticker.hub import Hub
-from ticker.outbox import Close
 from ticker.protocol import CLOSE_GOING_AWAY
 from ticker.pump import run_feed
 from ticker.resources import web_dir
+from ticker.subscriber import Close
 from ticker.transport.ws import WebSocketSettings, serve_websocket
 
 log = logging.getLogger("ticker.app")
@@ -57,8 +57,8 @@ class Node:
         self.broker: Broker = broker_from_url(config.broker.url)
         self.feed_factory = feed_factory
         server = config.server
-        self.ws_settings = WebSocketSettings(server.send_timeout, server.max_queue_bytes,
-                                             server.max_frame_bytes,
+        self.ws_settings = WebSocketSettings(server.send_timeout, config.max_lag,
+                                             server.max_frame_ticks,
                                              server.max_symbols_per_connection)
         self._tasks: list[asyncio.Task[None]] = []
 

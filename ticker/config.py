@@ -34,19 +34,19 @@ class ServerConfig:
     ws_compression: bool
     ws_ping_interval: float
     send_timeout: float
-    max_queue_bytes: int
-    max_frame_bytes: int
+    max_lag_fraction: float
+    max_frame_ticks: int
     max_symbols_per_connection: int
     shutdown_timeout: float
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError("port", f"must be in 0..65535, got {self.port}")
-        for key in ("ws_max_message_bytes", "max_queue_bytes", "max_frame_bytes",
-                    "max_symbols_per_connection"):
+        for key in ("ws_max_message_bytes", "max_frame_ticks", "max_symbols_per_connection"):
             _require(key, getattr(self, key) >= 1, "must be >= 1")
         for key in ("ws_ping_interval", "send_timeout", "shutdown_timeout"):
             _require(key, getattr(self, key) > 0, "must be > 0")
+        _require("max_lag_fraction", 0 < self.max_lag_fraction < 1, "must be between 0 and 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +103,11 @@ class Config:
     hub: HubConfig
     feed: FeedConfig
     broker: BrokerConfig
+
+    @property
+    def max_lag(self) -> int:
+        """Ticks a client may fall behind on one symbol before it is closed as slow."""
+        return max(1, int(self.hub.history_size * self.server.max_lag_fraction))
 
 
 ENV_ALIASES = {"TICKER_HOST": ("server", "host"), "TICKER_PORT": ("server", "port")}

@@ -1,0 +1,99 @@
+"""A connection's cursors and replies, drained into frames; no sockets."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from ticker.history import History
+from ticker.subscriber import Close, Subscriber
+
+
+def tick(symbol: str, seq: int) -> bytes:
+    return orjson.dumps({"symbol": symbol, "seq": seq})
+
+
+def history_of(symbol: str, count: int, capacity: int = 100) -> History:
+    history = History(capacity)
+    for seq in range(1, count + 1):
+        history.append(seq, tick(symbol, seq))
+    return history
+
+
+def decode(frames: list[bytes]) -> list[dict[str, object]]:
+    return [orjson.loads(frame) for frame in frames]
+
+
+def seqs(frames: list[bytes], symbol: str) -> list[int]:
+    return [t["seq"] for m in decode(frames) if m["type"] == "ticks"
+            for t in m["ticks"] if t["symbol"] == symbol]  # type: ignore[attr-defined]
+
+
+def test_replies_come_first_then_every_tick_after_each_cursor() -> None:
+    subscriber = Subscriber(max_lag=1000, max_frame_ticks=1000)
+    apple, bank = history_of("AAPL", 10), history_of("JPM", 5)
+    subscriber.follow("AAPL", apple, 7)
+    subscriber.follow("JPM", bank, 0)
+    subscriber.put_message(b'{"type":"pong"}')
+    frames = subscriber.drain()
+    assert decode(frames)[0] == {"type": "pong"}
+    assert seqs(frames, "AAPL") == [8, 9, 10]
+    assert seqs(frames, "JPM") == [1, 2, 3, 4, 5]
+    assert len(frames) == 2  # one reply, one frame with all the ticks
+    assert subscriber.drain() == []
+    apple.append(11, tick("AAPL", 11))
+    assert seqs(subscriber.drain(), "AAPL") == [11]
+
+
+def test_frames_are_split_at_max_frame_ticks() -> None:
+    subscriber = Subscriber(max_lag=1000, max_frame_ticks=4)
+    subscriber.follow("AAPL", history_of("AAPL", 10), 0)
+    frames = subscriber.drain()
+    assert [len(m["ticks"]) for m in decode(frames)] == [4, 4, 2]  # type: ignore[arg-type]
+    assert seqs(frames, "AAPL") == list(range(1, 11))
+
+
+def test_unfollow_stops_delivery_of_ticks_not_yet_sent() -> None:
+    subscriber = Subscriber(max_lag=1000, max_frame_ticks=1000)
+    apple = history_of("AAPL", 3)
+    subscriber.follow("AAPL", apple, 3)
+    apple.append(4, tick("AAPL", 4))
+    subscriber.unfollow("AAPL")
+    subscriber.put_message(b'{"type":"unsubscribed"}')
+    assert decode(subscriber.drain()) == [{"type": "unsubscribed"}]
+
+
+def test_a_backlog_is_not_lag_but_falling_behind_afterwards_is() -> None:
+    subscriber = Subscriber(max_lag=10, max_frame_ticks=1000)
+    apple = history_of("AAPL", 50, capacity=100)
+    subscriber.follow("AAPL", apple, 0)  # a resume 50 ticks back: served in full
+    assert len(seqs(subscriber.drain(), "AAPL")) == 50
+    for seq in range(51, 61):
+        apple.append(seq, tick("AAPL", seq))
+    assert seqs(subscriber.drain(), "AAPL") == list(range(51, 61))  # 10 behind: allowed
+    for seq in range(61, 72):
+        apple.append(seq, tick("AAPL", seq))
+    assert subscriber.drain() == []  # 11 behind
+    assert subscriber.close_request is not None
+    assert subscriber.close_request.code == 4008
+    assert "AAPL" in subscriber.close_request.reason
+
+
+def test_close_drops_everything_and_ignores_later_messages() -> None:
+    subscriber = Subscriber(max_lag=10, max_frame_ticks=1000)
+    subscriber.follow("AAPL", history_of("AAPL", 5), 0)
+    subscriber.put_message(b"{}")
+    subscriber.close(Close(1001, "bye"))
+    subscriber.put_message(b"{}")
+    assert subscriber.drain() == []
+    assert subscriber.close_request == Close(1001, "bye")
+
+
+@pytest.mark.anyio
+async def test_wait_returns_once_there_is_something_to_send() -> None:
+    subscriber = Subscriber(max_lag=10, max_frame_ticks=10)
+    subscriber.put_message(b'{"type":"x"}')
+    assert subscriber.pending
+    await subscriber.wait()
+    assert subscriber.drain() == [b'{"type":"x"}']
+    assert not subscriber.pending

@@ -1,0 +1,114 @@
+"""A connection as the hub sees it: a cursor into each subscribed symbol's history, plus replies.
+
+The fan-out never copies a tick into per-client queues: the hub appends each tick, encoded once,
+to its symbol's history and only flags the subscribers of that symbol. The connection's writer
+then takes everything after its cursors in one go (list slices of shared bytes, joined into as
+few frames as possible). So the work per tick and client is done in C, memory per connection
+does not grow with its backlog, and resuming after a reconnect is just placing the cursor.
+
+A client that falls more than ``max_lag`` ticks behind on a symbol is closed as a slow consumer
+while its position is still in history, so it can reconnect and resume without loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+
+from ticker.history import History
+from ticker.protocol import CLOSE_SLOW_CONSUMER, TICKS_PREFIX, TICKS_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str
+
+
+class _Cursor:
+    __slots__ = ("fresh", "history", "seq")
+
+    def __init__(self, history: History, seq: int) -> None:
+        self.history = history
+        self.seq = seq  # the last seq this connection has been given
+        self.fresh = True  # placed but not yet drained: its backlog is not lag
+
+
+class Subscriber:
+    __slots__ = (
+        "_cursors",
+        "_frame_ticks",
+        "_max_lag",
+        "_messages",
+        "_wakeup",
+        "close_request",
+        "pending",
+    )
+
+    def __init__(self, max_lag: int, max_frame_ticks: int) -> None:
+        self._cursors: dict[str, _Cursor] = {}
+        self._messages: deque[bytes] = deque()
+        self._wakeup = asyncio.Event()
+        # The hub checks this before waking, so a busy connection is woken once per drain.
+        self.pending = False
+        self._max_lag = max_lag
+        self._frame_ticks = max_frame_ticks
+        self.close_request: Close | None = None
+
+    def follow(self, symbol: str, history: History, after_seq: int) -> None:
+        """Deliver ``symbol``'s ticks after ``after_seq`` (and everything that follows)."""
+        self._cursors[symbol] = _Cursor(history, after_seq)
+        self.wake()
+
+    def unfollow(self, symbol: str) -> None:
+        self._cursors.pop(symbol, None)
+
+    @property
+    def symbols(self) -> set[str]:
+        return set(self._cursors)
+
+    def put_message(self, data: bytes) -> None:
+        if self.close_request is None:
+            self._messages.append(data)
+            self.wake()
+
+    def wake(self) -> None:
+        if not self.pending:
+            self.pending = True
+            self._wakeup.set()
+
+    def close(self, request: Close) -> None:
+        """Ask the writer to close the connection; nothing more is delivered."""
+        if self.close_request is None:
+            self.close_request = request
+            self._messages.clear()
+            self._cursors.clear()
+            self.wake()
+
+    async def wait(self) -> None:
+        await self._wakeup.wait()
+
+    def drain(self) -> list[bytes]:
+        """Everything due, as ready-to-send frames: replies first, then the ticks."""
+        self._wakeup.clear()
+        self.pending = False
+        frames = list(self._messages)
+        self._messages.clear()
+        ticks: list[bytes] = []
+        for symbol, cursor in self._cursors.items():
+            history = cursor.history
+            if history.last == cursor.seq:
+                continue
+            if not cursor.fresh and history.last - cursor.seq > self._max_lag:
+                self.close(Close(CLOSE_SLOW_CONSUMER,
+                                 f"slow consumer: {history.last - cursor.seq} ticks behind on "
+                                 f"{symbol}"))
+                return []
+            cursor.fresh = False
+            ticks += history.after(cursor.seq)
+            cursor.seq = history.last
+        step = self._frame_ticks
+        for start in range(0, len(ticks), step):
+            frames.append(TICKS_PREFIX + b",".join(ticks[start:start + step]) + TICKS_SUFFIX)
+        return frames
