@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "bench":
+        return _bench(args)
     try:
         config = _config(args)
     except TickerError as error:
@@ -54,7 +56,29 @@ def _parser() -> argparse.ArgumentParser:
                        help="seed of the simulated market; the same seed repeats it (feed.seed)")
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
                        help="server.log_level")
+    _add_bench(commands)
     return parser
+
+
+def _add_bench(commands: Any) -> None:
+    from ticker.bench import fanout
+
+    bench = commands.add_parser(
+        "bench", help="run a benchmark", description="Benchmarks of the server on this machine.")
+    benchmarks = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+    fanout.add_arguments(benchmarks.add_parser(
+        "fanout", help="delivered ticks/s to many subscribers, ours against three baselines",
+        description=fanout.DESCRIPTION))
+    bench.set_defaults(bench_parser=bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.benchmark == "fanout":
+        from ticker.bench import fanout
+
+        return fanout.main(args)
+    args.bench_parser.print_help()
+    return 2
 
 
 def _config(args: argparse.Namespace) -> Config:

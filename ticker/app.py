@@ -33,6 +33,8 @@ from ticker.protocol import CLOSE_GOING_AWAY
 from ticker.pump import run_feed
 from ticker.resources import web_dir
 from ticker.subscriber import Close
+from ticker.transport.poll import PollSettings, serve_poll
+from ticker.transport.sse import SseSettings, serve_sse
 from ticker.transport.ws import WebSocketSettings, serve_websocket
 
 log = logging.getLogger("ticker.app")
@@ -61,6 +63,10 @@ class Node:
         self.ws_settings = WebSocketSettings(server.send_timeout, config.max_lag,
                                              server.max_frame_ticks,
                                              server.max_symbols_per_connection)
+        self.sse_settings = SseSettings(config.max_lag, server.max_frame_ticks,
+                                        server.max_symbols_per_connection, server.sse_keepalive)
+        self.poll_settings = PollSettings(server.max_symbols_per_connection,
+                                          config.hub.history_size)
         self._tasks: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager
@@ -147,6 +153,12 @@ def create_app(config: Config, feed_factory: FeedFactory | None = None,
     async def websocket(ws: WebSocket) -> None:
         await serve_websocket(ws, node.hub, node.ws_settings)
 
+    async def sse(request: Request) -> Response:
+        return serve_sse(request, node.hub, node.sse_settings)
+
+    async def poll(request: Request) -> Response:
+        return await serve_poll(request, node.hub, node.poll_settings)
+
     async def symbols(request: Request) -> Response:
         return api.symbols(node.hub)
 
@@ -168,9 +180,15 @@ def create_app(config: Config, feed_factory: FeedFactory | None = None,
         async with node.running():
             yield
 
+    transports = config.server.transports
+    routes = [
+        *([WebSocketRoute("/ws", websocket)] if "ws" in transports else []),
+        *([Route("/sse", sse)] if "sse" in transports else []),
+        *([Route("/poll", poll)] if "poll" in transports else []),
+    ]
     app = TickerApp(
         routes=[
-            WebSocketRoute("/ws", websocket),  # the fast path in TickerApp takes these first
+            *routes,
             Route("/api/symbols", symbols),
             Route("/api/bars", bars),
             Route("/healthz", health),
@@ -181,5 +199,6 @@ def create_app(config: Config, feed_factory: FeedFactory | None = None,
         lifespan=lifespan,
     )
     app.state.node = node
-    app.websocket_handler = websocket
+    if "ws" in transports:
+        app.websocket_handler = websocket  # the fast path, see TickerApp
     return app

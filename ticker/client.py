@@ -55,7 +55,8 @@ class Client:
                 f"{len(self.symbols)} and asked for {len(known)} more; nothing was subscribed",
                 command.id)
         already = [s for s in command.symbols if s in self.symbols]
-        first_messages = self.hub.subscribe(self.subscriber, known, command.resume)
+        first_messages = self.hub.subscribe(self.subscriber, known, command.resume,
+                                            command.max_rate)
         self.symbols.update(known)
         if known or already:
             resumed = [symbol for symbol, snapshot in first_messages if snapshot is None]

@@ -31,8 +31,10 @@ class ServerConfig:
     port: int
     log_level: Literal["critical", "error", "warning", "info", "debug"]
     ws_max_message_bytes: int
+    transports: tuple[Literal["ws", "sse", "poll"], ...]
     ws_compression: bool
     ws_ping_interval: float
+    sse_keepalive: float
     send_timeout: float
     max_lag_fraction: float
     max_frame_ticks: int
@@ -44,8 +46,9 @@ class ServerConfig:
             raise ConfigError("port", f"must be in 0..65535, got {self.port}")
         for key in ("ws_max_message_bytes", "max_frame_ticks", "max_symbols_per_connection"):
             _require(key, getattr(self, key) >= 1, "must be >= 1")
-        for key in ("ws_ping_interval", "send_timeout", "shutdown_timeout"):
+        for key in ("ws_ping_interval", "sse_keepalive", "send_timeout", "shutdown_timeout"):
             _require(key, getattr(self, key) > 0, "must be > 0")
+        _require("transports", bool(self.transports), "must name at least one transport")
         _require("max_lag_fraction", 0 < self.max_lag_fraction < 1, "must be between 0 and 1")
 
 

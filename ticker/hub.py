@@ -115,9 +115,11 @@ class Hub:
 
     # -- connections ---------------------------------------------------------------------------
 
-    def connect(self, subscriber: Subscriber) -> None:
+    def connect(self, subscriber: Subscriber, hello: bool = True) -> None:
+        """Register a connection (so shutdown reaches it), greeting it with a hello."""
         self._subscribers.add(subscriber)
-        subscriber.put_message(encode_hello(self.epoch, self.feed, self.symbols))
+        if hello:
+            subscriber.put_message(encode_hello(self.epoch, self.feed, self.symbols))
 
     def disconnect(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
@@ -127,7 +129,8 @@ class Hub:
         return [symbol for symbol in symbols if symbol not in self._states]
 
     def subscribe(self, subscriber: Subscriber, symbols: tuple[str, ...],
-                  resume: Resume | None = None) -> list[tuple[str, bytes | None]]:
+                  resume: Resume | None = None,
+                  max_rate: float = 0.0) -> list[tuple[str, bytes | None]]:
         """Start delivering known ``symbols``; returns, per symbol, the snapshot message the
         subscriber must get first, or None where the resume is served from history instead."""
         first_messages: list[tuple[str, bytes | None]] = []
@@ -138,13 +141,13 @@ class Hub:
             seq = resume.seqs.get(symbol) if resume is not None else None
             if seq is not None and resume is not None and resume.epoch == self.epoch \
                     and history.reaches(seq):
-                subscriber.follow(symbol, history, seq)
+                subscriber.follow(symbol, history, seq, max_rate)
                 first_messages.append((symbol, None))
                 continue
             ticks = history.latest(self._snapshot_size)
             first_messages.append(
                 (symbol, encode_snapshot(symbol, self.epoch, ticks, reset=seq is not None)))
-            subscriber.follow(symbol, history, history.last)
+            subscriber.follow(symbol, history, history.last, max_rate)
         return first_messages
 
     def unsubscribe(self, subscriber: Subscriber, symbols: tuple[str, ...]) -> None:

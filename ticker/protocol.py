@@ -53,6 +53,7 @@ class Subscribe:
     symbols: tuple[str, ...]
     id: RequestId = None
     resume: Resume | None = None
+    max_rate: float = 0.0  # updates per second per symbol, conflated to the latest; 0 = every tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +86,11 @@ def parse_command(raw: str | bytes) -> Command:
         _no_extra_keys(message, {"op", "id"}, request_id)
         return Ping(request_id)
     if op == "subscribe":
-        _no_extra_keys(message, {"op", "id", "symbols", "resume"}, request_id)
+        _no_extra_keys(message, {"op", "id", "symbols", "resume", "max_rate"}, request_id)
         symbols = _symbols(message, request_id)
         resume = _resume(message.get("resume"), request_id)
-        return Subscribe(symbols, request_id, resume)
+        return Subscribe(symbols, request_id, resume, parse_max_rate(message.get("max_rate"),
+                                                                     request_id))
     if op == "unsubscribe":
         _no_extra_keys(message, {"op", "id", "symbols"}, request_id)
         return Unsubscribe(_symbols(message, request_id), request_id)
@@ -125,6 +127,30 @@ def _symbols(message: dict[str, Any], request_id: RequestId) -> tuple[str, ...]:
                                 "digits, '.' or '-')", request_id)
         normalized[symbol.upper()] = None
     return tuple(normalized)
+
+
+MAX_RATE_LIMIT = 1000.0
+
+
+def parse_max_rate(value: Any, request_id: RequestId = None) -> float:
+    """``max_rate`` as given by a client (JSON number or query-string text); None means off."""
+    if value is None:
+        return 0.0
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            value = None
+    if (not isinstance(value, int | float) or isinstance(value, bool)
+            or not 0 < value <= MAX_RATE_LIMIT):
+        raise ProtocolError(BAD_REQUEST, f"\"max_rate\" must be a number of updates per second "
+                            f"above 0 and at most {MAX_RATE_LIMIT:g}", request_id)
+    return float(value)
+
+
+def parse_symbol_list(text: str) -> tuple[str, ...]:
+    """Symbols from a query string ("AAPL,msft"), normalized like a subscribe's."""
+    return _symbols({"symbols": [part.strip() for part in text.split(",") if part.strip()]}, None)
 
 
 def _resume(resume: Any, request_id: RequestId) -> Resume | None:

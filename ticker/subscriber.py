@@ -26,12 +26,19 @@ class Close:
 
 
 class _Cursor:
-    __slots__ = ("fresh", "history", "seq")
+    __slots__ = ("armed", "fresh", "history", "interval", "next_due", "seq")
 
-    def __init__(self, history: History, seq: int) -> None:
+    def __init__(self, history: History, seq: int, interval: float) -> None:
         self.history = history
         self.seq = seq  # the last seq this connection has been given
         self.fresh = True  # placed but not yet drained: its backlog is not lag
+        self.interval = interval  # seconds between conflated updates; 0 = every tick
+        self.next_due = 0.0  # loop time of the next conflated update
+        self.armed = False  # a wake-up is scheduled for next_due
+
+
+Run = tuple[str, int, list[bytes]]
+"""(symbol, seq of the first tick, encoded ticks): consecutive ticks of one symbol."""
 
 
 class Subscriber:
@@ -50,9 +57,11 @@ class Subscriber:
         self._frame_ticks = max_frame_ticks
         self.close_request: Close | None = None
 
-    def follow(self, symbol: str, history: History, after_seq: int) -> None:
-        """Deliver ``symbol``'s ticks after ``after_seq`` (and everything that follows)."""
-        self._cursors[symbol] = _Cursor(history, after_seq)
+    def follow(self, symbol: str, history: History, after_seq: int,
+               max_rate: float = 0.0) -> None:
+        """Deliver ``symbol``'s ticks after ``after_seq``, then everything that follows; with
+        ``max_rate`` (updates per second), only the latest tick at most that often."""
+        self._cursors[symbol] = _Cursor(history, after_seq, 1.0 / max_rate if max_rate else 0.0)
         self.wake()
 
     def unfollow(self, symbol: str) -> None:
@@ -61,6 +70,10 @@ class Subscriber:
     @property
     def symbols(self) -> set[str]:
         return set(self._cursors)
+
+    def positions(self) -> dict[str, int]:
+        """The last seq given out, per symbol."""
+        return {symbol: cursor.seq for symbol, cursor in self._cursors.items()}
 
     def put_message(self, data: bytes) -> None:
         if self.close_request is None:
@@ -93,13 +106,31 @@ class Subscriber:
             self._waiter = None
 
     def drain(self) -> list[bytes]:
-        """Everything due, as ready-to-send frames: replies first, then the ticks."""
-        self.pending = False
-        frames, self._messages = self._messages, []
+        """Everything due, as ready-to-send WebSocket frames: replies first, then the ticks."""
+        frames = self.take_messages()
         ticks: list[bytes] = []
+        for _, _, encoded in self.take_ticks():
+            ticks += encoded
+        step = self._frame_ticks
+        for start in range(0, len(ticks), step):
+            frames.append(TICKS_PREFIX + b",".join(ticks[start:start + step]) + TICKS_SUFFIX)
+        return frames
+
+    def take_messages(self) -> list[bytes]:
+        self.pending = False
+        messages, self._messages = self._messages, []
+        return messages
+
+    def take_ticks(self) -> list[Run]:
+        """Every tick due after the cursors, which move past them."""
+        self.pending = False
+        runs: list[Run] = []
         for symbol, cursor in self._cursors.items():
             history = cursor.history
             if history.last == cursor.seq:
+                continue
+            if cursor.interval:
+                self._take_conflated(symbol, cursor, runs)
                 continue
             if not cursor.fresh and history.last - cursor.seq > self._max_lag:
                 self.close(Close(CLOSE_SLOW_CONSUMER,
@@ -107,9 +138,23 @@ class Subscriber:
                                  f"{symbol}"))
                 return []
             cursor.fresh = False
-            ticks += history.after(cursor.seq)
+            runs.append((symbol, cursor.seq + 1, history.after(cursor.seq)))
             cursor.seq = history.last
-        step = self._frame_ticks
-        for start in range(0, len(ticks), step):
-            frames.append(TICKS_PREFIX + b",".join(ticks[start:start + step]) + TICKS_SUFFIX)
-        return frames
+        return runs
+
+    def _take_conflated(self, symbol: str, cursor: _Cursor, runs: list[Run]) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now < cursor.next_due:
+            if not cursor.armed:
+                cursor.armed = True
+                loop.call_at(cursor.next_due, self._due, cursor)
+            return
+        history = cursor.history
+        runs.append((symbol, history.last, history.latest(1)))
+        cursor.seq = history.last
+        cursor.next_due = now + cursor.interval
+
+    def _due(self, cursor: _Cursor) -> None:
+        cursor.armed = False
+        self.wake()

@@ -1,0 +1,309 @@
+"""The load generator: all clients of one ramp step, as picows connections in one process.
+
+``ticker bench fanout`` runs it on its own core as
+``python -m ticker.bench.loadgen WORKLOAD_JSON URL TICK_RATE SERVER_PID``; it prints one
+Measurement as JSON on stdout and logs to stderr.
+
+To stay far from being the bottleneck, most clients never parse: they count the ticks in a frame
+with ``bytes.count(b'"seq"')`` (a C loop over the payload). Only the sampled clients decode with
+orjson, to check seqs and to measure latency against the tick's ``ts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import orjson
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from ticker.bench.cpu import machine_seconds, process_seconds
+from ticker.bench.measurement import Measurement
+from ticker.bench.sample import SampleStream, Window, percentiles
+from ticker.bench.workload import Workload, client_symbols, sample_indices, symbol_names
+
+log = logging.getLogger("ticker.bench.loadgen")
+
+TICKS_HEAD = b'{"type":"ticks"'  # how ours and the baselines start a "ticks" message
+SEQ_KEY = b'"seq"'  # once per tick object; nothing else in a "ticks" message holds it
+CONNECT_CONCURRENCY = 100  # handshakes in flight: well below uvicorn's listen backlog of 2048
+GRACE_S = 0.3  # after the window, for ticks produced before its end to arrive on time
+CLOSE_TIMEOUT_S = 2.0
+_DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
+
+
+class Tracker:
+    """Counts subscriptions and disconnects across all clients."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.subscribed = 0
+        self.all_subscribed = asyncio.Event()
+        self.disconnects = 0
+        self.close_codes: Counter[str] = Counter()
+        self.errors = 0
+
+    def on_subscribed(self) -> None:
+        self.subscribed += 1
+        if self.subscribed >= self.expected:
+            self.all_subscribed.set()
+
+
+class BenchClient(WSListener):
+    def __init__(self, request: bytes, sample: SampleStream | None, tracker: Tracker) -> None:
+        super().__init__()
+        self.request = request
+        self.sample = sample
+        self.tracker = tracker
+        self.ticks = 0
+        self.frames = 0
+        self.subscribed = False
+        self.closing = False  # we are closing it: not a drop
+        self._parts: list[bytes] = []  # a fragmented message so far
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        transport.send(WSMsgType.TEXT, self.request)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind in _DATA or kind is WSMsgType.CONTINUATION:
+            payload = frame.get_payload_as_bytes()
+            if not frame.fin or self._parts:
+                self._parts.append(payload)
+                if not frame.fin:
+                    return
+                payload, self._parts = b"".join(self._parts), []
+            if self.sample is None and payload.startswith(TICKS_HEAD):
+                self.frames += 1
+                self.ticks += payload.count(SEQ_KEY)
+            else:
+                self._parse(payload)
+        elif kind is WSMsgType.CLOSE:
+            code = frame.get_close_code()
+            if not self.closing:
+                self.tracker.close_codes[str(code.value)] += 1
+            if not transport.is_close_frame_sent:
+                transport.send_close(code)
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if not self.closing:
+            self.tracker.disconnects += 1
+
+    def _parse(self, payload: bytes) -> None:
+        message = orjson.loads(payload)
+        kind = message.get("type")
+        if kind == "ticks":
+            ticks = message["ticks"]
+            self.frames += 1
+            self.ticks += len(ticks)
+            if self.sample is not None:
+                self.sample.ticks(ticks, time.time() * 1000.0)
+        elif kind == "snapshot":
+            if self.sample is not None:
+                self.sample.snapshot(message["symbol"], message["ticks"])
+        elif kind == "subscribed":
+            if not self.subscribed:
+                self.subscribed = True
+                self.tracker.on_subscribed()
+        elif kind == "error":
+            self.tracker.errors += 1
+            log.warning("server error: %s", message)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """Counters and CPU times at one instant."""
+
+    wall: float
+    ticks: int
+    sample_ticks: int
+    frames: int
+    own_cpu: float | None
+    server_cpu: float | None
+    busy_cpu: float | None
+    newest_ts: float
+
+
+def _share(before: float | None, after: float | None, seconds: float) -> float | None:
+    if before is None or after is None or seconds <= 0:
+        return None
+    return round((after - before) / seconds, 4)
+
+
+class Fleet:
+    """All clients of one step, and what they share."""
+
+    def __init__(self, workload: Workload) -> None:
+        names = symbol_names(workload)
+        self.sampled = sample_indices(workload)
+        self.window = Window()
+        self.tracker = Tracker(workload.clients)
+        self.subscriptions = [client_symbols(i, workload, names) for i in range(workload.clients)]
+        chosen = set(self.sampled)
+        self.clients = [
+            BenchClient(orjson.dumps({"op": "subscribe", "symbols": symbols}),
+                        SampleStream(self.window) if i in chosen else None, self.tracker)
+            for i, symbols in enumerate(self.subscriptions)
+        ]
+        self.transports: list[WSTransport] = []
+
+    def read(self, server_pid: int) -> Reading:
+        clients = self.clients
+        return Reading(time.time(), sum(c.ticks for c in clients),
+                       sum(c.ticks for c in clients if c.sample is not None),
+                       sum(c.frames for c in clients),
+                       process_seconds(os.getpid()), process_seconds(server_pid),
+                       machine_seconds(), self.window.newest_ts)
+
+    async def connect(self, url: str) -> None:
+        gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+        async def connect(client: BenchClient) -> None:
+            async with gate:
+                try:
+                    transport, _ = await ws_connect(lambda: client, url,
+                                                    websocket_handshake_timeout=20.0)
+                except Exception as error:  # refused, reset, handshake timeout: count, go on
+                    log.warning("connect failed: %r", error)
+                    return
+                self.transports.append(transport)
+
+        await asyncio.gather(*(connect(client) for client in self.clients))
+
+    async def close(self) -> None:
+        """Close politely, so the server's clean-up is not part of the next step."""
+        for client in self.clients:
+            client.closing = True
+        for transport in self.transports:
+            if not transport.is_disconnected:
+                transport.send_close(WSCloseCode.OK)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(t.wait_disconnected() for t in self.transports)),
+                CLOSE_TIMEOUT_S)
+        for transport in self.transports:
+            transport.disconnect(graceful=False)
+
+
+async def run_step(workload: Workload, url: str, tick_rate: float,
+                   server_pid: int) -> Measurement:
+    fleet = Fleet(workload)
+    result = Measurement(tick_rate, workload.clients, 0, sample_clients=len(fleet.sampled))
+    started = time.monotonic()
+    await fleet.connect(url)
+    # A loaded server accepts slowly; give it time in proportion to the clients, then go on
+    # with whoever made it, and say so.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(fleet.tracker.all_subscribed.wait(), 10.0 + workload.clients / 50)
+    result.subscribed = fleet.tracker.subscribed
+    log.info("%d of %d clients subscribed in %.1f s", result.subscribed, workload.clients,
+             time.monotonic() - started)
+    if result.subscribed < workload.clients:
+        result.failure = f"only {result.subscribed} of {workload.clients} clients subscribed"
+    else:
+        before, after = await measure(fleet, workload, server_pid)
+        record(result, fleet, workload, before, after)
+    await fleet.close()
+    return result
+
+
+async def measure(fleet: Fleet, workload: Workload, server_pid: int) -> tuple[Reading, Reading]:
+    """Warm up, then read the counters at both ends of the window; wait for late arrivals."""
+    t0 = time.time() + workload.warmup_s
+    t1 = t0 + workload.measure_s
+    fleet.window.open(t0 * 1000.0, t1 * 1000.0)
+    # A full collection of this process's heap (1000 clients) can pause it for tens of ms: that
+    # would be our latency, not the server's. Parsed messages hold no cycles: refcounting frees
+    # them without the collector.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        await asyncio.sleep(t0 - time.time())
+        before = fleet.read(server_pid)
+        await asyncio.sleep(t1 - time.time())
+        after = fleet.read(server_pid)
+        await asyncio.sleep(GRACE_S)
+    finally:
+        gc.enable()
+    return before, after
+
+
+def record(result: Measurement, fleet: Fleet, workload: Workload, before: Reading,
+           after: Reading) -> None:
+    seconds = after.wall - before.wall
+    window, tracker = fleet.window, fleet.tracker
+    result.window_s = round(seconds, 4)
+    result.delivered = after.ticks - before.ticks
+    result.sample_delivered = after.sample_ticks - before.sample_ticks
+    result.frames = after.frames - before.frames
+    result.server_cpu = _share(before.server_cpu, after.server_cpu, seconds)
+    result.loadgen_cpu = _share(before.own_cpu, after.own_cpu, seconds)
+    busy = _share(before.busy_cpu, after.busy_cpu, seconds)
+    if busy is not None and result.server_cpu is not None and result.loadgen_cpu is not None:
+        result.other_cpu = round(max(0.0, busy - result.server_cpu - result.loadgen_cpu), 4)
+    result.freshest_lag_ms = round(window.t1 - after.newest_ts, 2)
+    sampled_subscriptions = [fleet.subscriptions[i] for i in fleet.sampled]
+    result.sample_owed = window.owed(sampled_subscriptions)
+    result.sample_received = window.received
+    result.sample_on_time = window.on_time
+    result.owed, result.uncovered_symbols = owed_by_all(window, fleet.subscriptions,
+                                                        sampled_subscriptions)
+    result.owed_tps = round(result.owed / workload.measure_s, 1)
+    if window.latencies:
+        p50, p99, top = percentiles(window.latencies, (50, 99, 100))
+        result.p50_ms, result.p99_ms, result.max_ms = round(p50, 3), round(p99, 3), round(top, 3)
+    streams = [c.sample for c in fleet.clients if c.sample is not None]
+    result.gaps = sum(s.gaps for s in streams)
+    result.duplicates = sum(s.duplicates for s in streams)
+    result.disconnects = tracker.disconnects
+    result.close_codes = dict(tracker.close_codes)
+    result.errors = tracker.errors
+
+
+def owed_by_all(window: Window, subscriptions: list[list[str]],
+                sampled: list[list[str]]) -> tuple[int, int]:
+    """Ticks all clients were owed, and how many symbols no sampled client holds: only the
+    sample sees seqs, so those are counted at the sampled symbols' mean."""
+    covered = {symbol for symbols in sampled for symbol in symbols}
+    mean = sum(window.produced(s) for s in covered) / len(covered)
+    owed = sum(window.produced(s) if s in covered else mean
+               for symbols in subscriptions for s in symbols)
+    held = {symbol for symbols in subscriptions for symbol in symbols}
+    return round(owed), len(held - covered)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 4:
+        print("usage: python -m ticker.bench.loadgen WORKLOAD_JSON URL TICK_RATE SERVER_PID",
+              file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("picows").setLevel(logging.WARNING)  # it logs every connect at INFO
+    workload = Workload.from_json(orjson.loads(args[0]))
+    coroutine = run_step(workload, args[1], float(args[2]), int(args[3]))
+    try:
+        import uvloop  # the same loop uvicorn picks; several times faster for many sockets
+    except ImportError:
+        result = asyncio.run(coroutine)
+    else:
+        result = uvloop.run(coroutine)
+    sys.stdout.write(orjson.dumps(result.to_json()).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["BenchClient", "Tracker", "main", "owed_by_all", "run_step"]

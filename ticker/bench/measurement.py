@@ -1,0 +1,141 @@
+"""One ramp step's numbers, as the load generator measured them, and the "sustained" verdict.
+
+Definitions (field notes, "Fan-out speed"): a step is sustained when at least 99.9 % of the owed
+ticks were delivered on time (within 100 ms of the feed's ``ts``) and p99 latency is under 100 ms.
+We also require no gap, no duplicate and no dropped client, and, since only the sample is
+parsed, that the other clients received as much per owed tick as the sample did (within 1 %): both
+are counted by arrival in the same wall-clock window, so a server that sends in bursts skews both
+alike. A step whose load generator used more than 80 % of its core measured the generator, not
+the server: it is flagged rather than judged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MIN_ON_TIME = 0.999
+MAX_P99_MS = 100.0
+MIN_OUTSIDE_SHARE = 0.99  # ticks per owed tick outside the sample, relative to the sample
+MAX_LOADGEN_CPU = 0.8
+NOISY_CPU = 0.25  # other programs using more than this (in cores) make a step worth repeating
+
+
+@dataclass(slots=True)
+class Measurement:
+    tick_rate: float  # ticks/s the server's feed produces, across all symbols
+    clients: int
+    subscribed: int  # clients that got "subscribed" before the warm-up
+    window_s: float = 0.0  # measured wall time, between the two counter readings
+    delivered: int = 0  # ticks received by all clients in the window (counted, not parsed)
+    sample_delivered: int = 0  # the part of ``delivered`` the sampled clients received
+    frames: int = 0
+    owed: int = 0  # ticks all clients were owed for the window: per symbol span x subscribers
+    owed_tps: float = 0.0  # owed over the window's length (in tick time)
+    uncovered_symbols: int = 0  # symbols with subscribers but no sampled one (owed estimated)
+    sample_clients: int = 0
+    sample_owed: int = 0
+    sample_received: int = 0
+    sample_on_time: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    gaps: int = 0
+    duplicates: int = 0
+    disconnects: int = 0
+    close_codes: dict[str, int] = field(default_factory=dict)
+    errors: int = 0  # "error" messages from the server
+    freshest_lag_ms: float | None = None  # window end minus the newest ts seen by then
+    server_cpu: float | None = None  # of one core, over the window
+    loadgen_cpu: float | None = None
+    other_cpu: float | None = None  # other programs on the machine, in cores: noise
+    failure: str | None = None  # the step could not be measured at all
+
+    @property
+    def delivered_tps(self) -> float:
+        return self.delivered / self.window_s if self.window_s > 0 else 0.0
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.window_s if self.window_s > 0 else 0.0
+
+    @property
+    def outside_share(self) -> float | None:
+        """Ticks received per owed tick by the clients outside the sample, relative to the
+        sample's; None when every client is sampled."""
+        others_owed = self.owed - self.sample_owed
+        if others_owed <= 0 or self.sample_owed <= 0 or self.sample_delivered <= 0:
+            return None
+        others = (self.delivered - self.sample_delivered) / others_owed
+        return others / (self.sample_delivered / self.sample_owed)
+
+    @property
+    def noisy(self) -> bool:
+        return self.other_cpu is not None and self.other_cpu > NOISY_CPU
+
+    @property
+    def on_time_share(self) -> float:
+        return self.sample_on_time / self.sample_owed if self.sample_owed else 0.0
+
+    @property
+    def delivered_share(self) -> float:
+        """Delivered over owed, both as rates: the first is counted by arrival time."""
+        return self.delivered_tps / self.owed_tps if self.owed else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(delivered_tps=round(self.delivered_tps, 1),
+                    frames_per_s=round(self.frames_per_s, 1),
+                    on_time_share=round(self.on_time_share, 6),
+                    delivered_share=round(self.delivered_share, 6),
+                    outside_share=_round(self.outside_share, 6))
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Measurement:
+        names = cls.__dataclass_fields__
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    sustained: bool
+    trusted: bool  # False: the load generator was saturated, so the numbers are its own
+    reason: str  # why not sustained (or not trusted); "" when sustained and trusted
+
+
+def judge(step: Measurement) -> Verdict:
+    trusted = step.loadgen_cpu is None or step.loadgen_cpu <= MAX_LOADGEN_CPU
+    problems = _problems(step)
+    if not trusted:
+        problems.insert(0, f"load generator at {step.loadgen_cpu:.0%} of its core")
+    return Verdict(not problems, trusted, "; ".join(problems))
+
+
+def _problems(step: Measurement) -> list[str]:
+    if step.failure:
+        return [step.failure]
+    problems = []
+    if step.sample_owed == 0:
+        problems.append("no tick in the window")
+    elif step.on_time_share < MIN_ON_TIME:
+        problems.append(f"{step.on_time_share:.2%} on time")
+    if step.p99_ms is not None and step.p99_ms >= MAX_P99_MS:
+        problems.append(f"p99 {step.p99_ms:.0f} ms")
+    if step.gaps or step.duplicates:
+        problems.append(f"{step.gaps} gaps, {step.duplicates} duplicates")
+    if step.disconnects:
+        codes = ", ".join(f"{code} x{count}" for code, count in sorted(step.close_codes.items()))
+        problems.append(f"{step.disconnects} clients dropped" + (f" ({codes})" if codes else ""))
+    outside = step.outside_share
+    if outside is not None and outside < MIN_OUTSIDE_SHARE:
+        problems.append(f"clients outside the sample got {outside:.1%} of the sample's ticks")
+    return problems
+
+
+__all__ = ["MAX_LOADGEN_CPU", "MAX_P99_MS", "MIN_ON_TIME", "NOISY_CPU", "Measurement", "Verdict",
+           "judge"]

@@ -1,0 +1,182 @@
+"""The fan-out benchmark's results: one ramp per server, its table, the summary and the JSON."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ticker.bench.measurement import MAX_LOADGEN_CPU, Measurement, Verdict, judge
+from ticker.bench.servers import ServerKind
+from ticker.bench.workload import Workload
+
+TARGET_TPS = 2_000_000  # delivered ticks/s our server should sustain
+TARGET_P50_MS = 5.0  # ... and these latencies at 10 % of its capacity
+TARGET_P99_MS = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    measurement: Measurement
+    verdict: Verdict
+
+    @classmethod
+    def of(cls, measurement: Measurement) -> Step:
+        return cls(measurement, judge(measurement))
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.measurement.to_json(), "sustained": self.verdict.sustained,
+                "trusted": self.verdict.trusted, "verdict": self.verdict.reason or "ok"}
+
+
+@dataclass(slots=True)
+class Ramp:
+    kind: ServerKind
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def best(self) -> Step | None:
+        """The sustained step with the most ticks delivered: the sustained capacity."""
+        good = [s for s in self.steps if s.verdict.sustained and s.verdict.trusted]
+        return max(good, key=lambda s: s.measurement.delivered_tps, default=None)
+
+    @property
+    def capacity(self) -> float:
+        best = self.best
+        return best.measurement.delivered_tps if best else 0.0
+
+    @property
+    def limited_by_loadgen(self) -> bool:
+        return any(not s.verdict.trusted for s in self.steps)
+
+    def to_json(self) -> dict[str, Any]:
+        best = self.best
+        return {"name": self.kind.name, "title": self.kind.title,
+                "capacity_tps": round(self.capacity, 1),
+                "capacity_tick_rate": best.measurement.tick_rate if best else None,
+                "limited_by_load_generator": self.limited_by_loadgen,
+                "steps": [s.to_json() for s in self.steps]}
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+HEADER = (f"{'produced/s':>10} {'delivered/s':>12} {'on time':>8} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'max ms':>7} {'gaps':>5} {'drops':>5} {'server':>6} {'loadgen':>7} {'other':>5}  "
+          "verdict")
+
+
+def ramp_title(kind: ServerKind, workload: Workload) -> str:
+    return (f"{kind.name}: {kind.title}\n"
+            f"  {workload.symbols} symbols, {workload.clients} clients x "
+            f"{workload.symbols_per_client} symbols, latency from {workload.sample} sampled "
+            f"clients\n  {HEADER}")
+
+
+def row(step: Step) -> str:
+    m = step.measurement
+    verdict = "ok" if step.verdict.sustained else step.verdict.reason
+    if m.failure:
+        return f"  {m.tick_rate:>10,.0f}  {verdict}"
+    return (f"  {m.tick_rate:>10,.0f} {m.delivered_tps:>12,.0f} {m.on_time_share:>8.3%} "
+            f"{_ms(m.p50_ms):>7} {_ms(m.p99_ms):>7} {_ms(m.max_ms):>7} "
+            f"{m.gaps + m.duplicates:>5} {m.disconnects:>5} {_pct(m.server_cpu):>6} "
+            f"{_pct(m.loadgen_cpu):>7} {_pct(m.other_cpu):>5}  {verdict}")
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+# -- the summary -----------------------------------------------------------------------------------
+
+
+def summary(ramps: Sequence[Ramp], workload: Workload, seconds: float) -> str:
+    lines = [f"Sustained capacity (>= 99.9 % of owed ticks within 100 ms, p99 < 100 ms), "
+             f"{workload.clients} clients x {workload.symbols_per_client} of "
+             f"{workload.symbols} symbols:"]
+    ours = next((r for r in ramps if r.kind.name == "ours"), None)
+    for ramp in ramps:
+        lines.append("  " + _capacity_line(ramp, ours))
+    if ours is not None:
+        lines.extend(_targets(ours))
+    loads = [s.measurement.loadgen_cpu for r in ramps for s in r.steps
+             if s.measurement.loadgen_cpu is not None]
+    if loads:
+        lines.append(f"Load generator CPU: at most {max(loads):.0%} of its core "
+                     f"(steps above {MAX_LOADGEN_CPU:.0%} are not trusted).")
+    lines.append(f"Total run time: {seconds:.0f} s.")
+    return "\n".join(lines)
+
+
+def _capacity_line(ramp: Ramp, ours: Ramp | None) -> str:
+    best = ramp.best
+    if best is None:
+        first = ramp.steps[0].measurement.tick_rate if ramp.steps else math.nan
+        text = f"{ramp.kind.name:<10} none: not sustained even at {first:,.0f} ticks/s produced"
+    else:
+        m = best.measurement
+        text = (f"{ramp.kind.name:<10} {m.delivered_tps:>12,.0f} ticks/s delivered "
+                f"({m.tick_rate:,.0f}/s produced, p50 {_ms(m.p50_ms)} ms, p99 {_ms(m.p99_ms)} ms)")
+    if ramp.limited_by_loadgen:
+        text += "; at least: the load generator saturated above it"
+    if ours is not None and ramp is not ours:
+        text += f"; ours is {_ratio(ours.capacity, ramp.capacity)}"
+    return text
+
+
+def ratio(ours: float, other: float) -> float | None:
+    return ours / other if other > 0 else None
+
+
+def _ratio(ours: float, other: float) -> str:
+    value = ratio(ours, other)
+    return "n/a" if value is None else f"{value:,.1f}x"
+
+
+def at_tenth(ours: Ramp) -> Step | None:
+    """Our step nearest to 10 % of our capacity (in delivered ticks/s), among good ones."""
+    if ours.capacity <= 0:
+        return None
+    good = [s for s in ours.steps if s.verdict.sustained]
+    target = ours.capacity / 10
+    return min(good, key=lambda s: abs(math.log(s.measurement.delivered_tps / target)),
+               default=None)
+
+
+def _targets(ours: Ramp) -> list[str]:
+    lines = [f"Target >= {TARGET_TPS:,} delivered ticks/s: "
+             + ("met" if ours.capacity >= TARGET_TPS else f"not met ({ours.capacity:,.0f})")]
+    tenth = at_tenth(ours)
+    if tenth is not None:
+        m = tenth.measurement
+        met = ((m.p50_ms or math.inf) < TARGET_P50_MS and (m.p99_ms or math.inf) < TARGET_P99_MS)
+        lines.append(f"At ~10 % of capacity ({m.delivered_tps:,.0f} delivered/s): p50 "
+                     f"{_ms(m.p50_ms)} ms, p99 {_ms(m.p99_ms)} ms (target p50 < "
+                     f"{TARGET_P50_MS:g} ms, p99 < {TARGET_P99_MS:g} ms: "
+                     f"{'met' if met else 'not met'})")
+    return lines
+
+
+def to_json(ramps: Sequence[Ramp], workload: Workload, extra: dict[str, Any]) -> dict[str, Any]:
+    ours = next((r for r in ramps if r.kind.name == "ours"), None)
+    ratios = {r.kind.name: ratio(ours.capacity, r.capacity)
+              for r in ramps if ours is not None and r is not ours}
+    tenth = at_tenth(ours) if ours is not None else None
+    return {"benchmark": "fanout", "workload": workload.to_json(),
+            "criteria": {"on_time_ms": 100, "min_on_time_share": 0.999, "max_p99_ms": 100,
+                         "max_loadgen_cpu": MAX_LOADGEN_CPU},
+            **extra,
+            "servers": [r.to_json() for r in ramps],
+            "ours_ratio_to": ratios,
+            "ours_at_tenth_of_capacity": tenth.to_json() if tenth else None}
+
+
+__all__ = ["HEADER", "Ramp", "Step", "at_tenth", "ramp_title", "ratio", "row", "summary",
+           "to_json"]

@@ -1,0 +1,114 @@
+"""Server-Sent Events at /sse: the same hub subscription as /ws, framed as an event stream.
+
+Every event carries an ``id:`` holding the epoch and the last seq of each subscribed symbol, so a
+browser EventSource that reconnects (sending Last-Event-ID) continues with no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ticker.api import error
+from ticker.errors import ProtocolError
+from ticker.hub import Hub
+from ticker.protocol import TICKS_PREFIX, TICKS_SUFFIX, Resume, parse_max_rate
+from ticker.subscriber import Subscriber
+from ticker.transport.positions import event_id, parse_event_id
+from ticker.transport.query import QueryError, subscription_symbols
+
+KEEPALIVE_SECONDS = 15.0
+RETRY_MS = 1000
+# A resume point no epoch can match: a bogus Last-Event-ID gets snapshots marked reset.
+_NOWHERE = "-"
+
+
+class SseSettings:
+    def __init__(self, max_lag: int, max_frame_ticks: int, max_symbols: int,
+                 keepalive: float = KEEPALIVE_SECONDS) -> None:
+        self.max_lag = max_lag
+        self.max_frame_ticks = max_frame_ticks
+        self.max_symbols = max_symbols
+        self.keepalive = keepalive
+
+
+def serve_sse(request: Request, hub: Hub, settings: SseSettings) -> Response:
+    try:
+        symbols = subscription_symbols(request, hub, settings.max_symbols)
+        max_rate = parse_max_rate(request.query_params.get("max_rate"))
+    except QueryError as problem:
+        return error(problem.status, problem.code, problem.message)
+    except ProtocolError as problem:
+        return error(400, problem.code, problem.message)
+    resume = None
+    last_event_id = request.headers.get("last-event-id")
+    if last_event_id is not None:
+        resume = parse_event_id(last_event_id, symbols) or Resume(
+            _NOWHERE, dict.fromkeys(symbols, 0))
+    return StreamingResponse(
+        _events(hub, settings, symbols, resume, max_rate),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def _events(hub: Hub, settings: SseSettings, symbols: tuple[str, ...],
+                  resume: Resume | None, max_rate: float) -> AsyncIterator[bytes]:
+    subscriber = Subscriber(settings.max_lag, settings.max_frame_ticks)
+    hub.connect(subscriber)
+    try:
+        for _, snapshot in hub.subscribe(subscriber, symbols, resume, max_rate):
+            if snapshot is not None:
+                subscriber.put_message(snapshot)
+        yield f"retry: {RETRY_MS}\n\n".encode()
+        while subscriber.close_request is None:
+            try:
+                await asyncio.wait_for(subscriber.wait(), settings.keepalive)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            chunk = render(hub.epoch, symbols, subscriber, settings.max_frame_ticks)
+            if chunk:
+                yield chunk
+    finally:
+        hub.disconnect(subscriber)
+
+
+def render(epoch: str, symbols: Sequence[str], subscriber: Subscriber, max_ticks: int) -> bytes:
+    """Everything due as SSE events, each with the position it leaves the client at."""
+    positions = subscriber.positions()
+    out = [_event(_message_type(message), event_id(epoch, symbols, positions), message)
+           for message in subscriber.take_messages()]
+    runs = subscriber.take_ticks()
+    current: list[bytes] = []
+
+    def cut() -> None:
+        out.append(_event(b"ticks", event_id(epoch, symbols, positions),
+                          TICKS_PREFIX + b",".join(current) + TICKS_SUFFIX))
+        current.clear()
+
+    # Events of at most max_ticks; positions advance as each is cut, so every event's id is
+    # exactly where the client stands once it has that event.
+    for symbol, first_seq, ticks in runs:
+        start = 0
+        while start < len(ticks):
+            take = min(len(ticks) - start, max_ticks - len(current))
+            current += ticks[start:start + take]
+            start += take
+            positions[symbol] = first_seq + start - 1
+            if len(current) >= max_ticks:
+                cut()
+    if current:
+        cut()
+    return b"".join(out)
+
+
+def _event(kind: bytes, identifier: str, data: bytes) -> bytes:
+    return b"event: " + kind + b"\nid: " + identifier.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def _message_type(message: bytes) -> bytes:
+    # Server messages are encoded with "type" first: {"type":"snapshot",...}
+    return message[9:message.index(b'"', 9)]
