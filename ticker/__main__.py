@@ -25,10 +25,28 @@ def main(argv: list[str] | None = None) -> int:
     except TickerError as error:
         print(f"ticker: {error}", file=sys.stderr)
         return 2
-    if args.command == "serve":
-        return _serve(config)
+    try:
+        if args.command == "serve":
+            return _serve(config)
+        if args.command == "record":
+            from ticker.offline import record
+
+            return record(config, args.out, args.duration, _symbol_list(args.only), args.fast)
+        if args.command == "import":
+            from ticker.offline import import_
+
+            return import_(args.source, args.out, args.skip_bad, args.symbol, args.dayfirst)
+    except (TickerError, ValueError, OSError) as error:
+        print(f"ticker: {error}", file=sys.stderr)
+        return 2
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _symbol_list(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    return tuple(part.strip().upper() for part in text.split(",") if part.strip())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +74,52 @@ def _parser() -> argparse.ArgumentParser:
                        help="seed of the simulated market; the same seed repeats it (feed.seed)")
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
                        help="server.log_level")
+    serve.add_argument("--record", metavar="DIR",
+                       help="record every published tick into DIR, rotating files by size and by "
+                            "the hour (recordings.dir, recordings.record)")
+    serve.add_argument("--replay", metavar="FILE|DIR",
+                       help="serve a recording as the feed instead of the simulated market "
+                            "(feed.kind = replay, feed.replay.source)")
+    serve.add_argument("--speed", metavar="X|max",
+                       help="replay speed: 10 = ten times faster, max = as fast as possible")
+    serve.add_argument("--loop", action="store_true", default=None,
+                       help="start the replay over at its end, each pass a new epoch")
+    serve.add_argument("--from", dest="start", metavar="TIME",
+                       help="replay from TIME (Unix ms or ISO 8601)")
+    serve.add_argument("--to", dest="end", metavar="TIME", help="replay up to TIME")
+
+    record = commands.add_parser(
+        "record", help="record the simulated market to a file, without a server",
+        description="Record the simulated market to a recording file (JSON Lines; .gz names "
+                    "are gzip-compressed), in real time or, with --fast, in simulated time.")
+    record.add_argument("--config", metavar="PATH", help="TOML config file (as for serve)")
+    record.add_argument("--out", required=True, metavar="FILE", help="recording to write")
+    record.add_argument("--duration", default="60s",
+                        help="how much market time to record: 90, 60s, 5m, 1h30m (default 60s)")
+    record.add_argument("--symbols", dest="only", metavar="SYM,SYM",
+                        help="only these symbols of the universe (default: all)")
+    record.add_argument("--universe", dest="symbols", metavar="N|universe",
+                        help="trade N synthetic symbols instead of the configured universe")
+    record.add_argument("--seed", metavar="S", help="seed of the simulated market (feed.seed)")
+    record.add_argument("--tick-rate", type=float, metavar="R", help="feed.tick_rate")
+    record.add_argument("--fast", action="store_true",
+                        help="produce the same ticks as fast as possible (simulated time)")
+
+    importer = commands.add_parser(
+        "import", help="turn a CSV of real price history into a recording",
+        description="Turn real price history into a recording. The layout is detected: long "
+                    "(time, symbol, price[, size]), wide (time + one price column per symbol) "
+                    "or OHLC(V) bars. Times may be ISO 8601, Unix seconds or milliseconds, or "
+                    "written dates such as 'Jan 1 2000'.")
+    importer.add_argument("source", metavar="FILE.csv")
+    importer.add_argument("--out", required=True, metavar="REC",
+                          help="recording to write (.jsonl or .jsonl.gz)")
+    importer.add_argument("--skip-bad", action="store_true",
+                          help="skip bad rows (and report them) instead of stopping at the first")
+    importer.add_argument("--symbol", help="the symbol, for an OHLC file without a symbol column "
+                                           "(default: from the file name)")
+    importer.add_argument("--dayfirst", action="store_true", default=None,
+                          help="read ambiguous dates like 01/02/2000 as day/month")
     _add_bench(commands)
     return parser
 
@@ -82,17 +146,38 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    path = args.config
+    path = getattr(args, "config", None)
     if path is None and Path("config.toml").is_file():
         path = "config.toml"
+    flags = vars(args)
     overrides: dict[str, Any] = {}
-    for key, value in (("server.host", args.host), ("server.port", args.port),
-                       ("feed.tick_rate", args.tick_rate), ("server.log_level", args.log_level),
-                       ("feed.symbols", _int_or_word(args.symbols)),
-                       ("feed.seed", _int_or_word(args.seed))):
+    for key, value in (("server.host", flags.get("host")), ("server.port", flags.get("port")),
+                       ("feed.tick_rate", flags.get("tick_rate")),
+                       ("server.log_level", flags.get("log_level")),
+                       ("feed.symbols", _int_or_word(flags.get("symbols"))),
+                       ("feed.seed", _int_or_word(flags.get("seed"))),
+                       ("feed.replay.speed", _speed(flags.get("speed"))),
+                       ("feed.replay.loop", flags.get("loop")),
+                       ("feed.replay.start", flags.get("start")),
+                       ("feed.replay.end", flags.get("end"))):
         if value is not None:
             overrides[key] = value
+    if flags.get("replay"):
+        overrides["feed.kind"] = "replay"
+        overrides["feed.replay.source"] = flags["replay"]
+    if flags.get("record"):
+        overrides["recordings.record"] = True
+        overrides["recordings.dir"] = flags["record"]
     return load_config(path, overrides)
+
+
+def _speed(value: str | None) -> float | str | None:
+    if value is None or value.strip().lower() == "max":
+        return value and "max"
+    try:
+        return float(value.strip().lower().rstrip("x"))
+    except ValueError:
+        return value  # the config check names it
 
 
 def _int_or_word(value: str | None) -> int | str | None:

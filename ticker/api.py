@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from feeds.catalog import RecordingCatalog
 from ticker.bars import INTERVALS_MS
 from ticker.hub import Hub
 from ticker.protocol import BAD_REQUEST, UNKNOWN_SYMBOL
@@ -24,6 +26,13 @@ class JSONResponse(Response):
 
 def error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"type": "error", "code": code, "message": message}, status_code=status)
+
+
+async def recordings(catalog: RecordingCatalog) -> JSONResponse:
+    infos = await asyncio.to_thread(catalog.list)
+    return JSONResponse([{"name": info.name, "size": info.size, "first_ts": info.first_ts,
+                          "last_ts": info.last_ts, "symbols": list(info.symbols),
+                          "tick_count": info.tick_count} for info in infos])
 
 
 def symbols(hub: Hub) -> JSONResponse:

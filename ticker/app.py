@@ -24,6 +24,9 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from feeds.base import Feed
+from feeds.catalog import RecordingCatalog
+from feeds.recorder import Recorder
+from feeds.replay import ReplayFeed
 from feeds.simulated import SimulatedFeed, synthetic_universe
 from ticker import api
 from ticker.brokers import Broker, broker_from_url
@@ -31,6 +34,7 @@ from ticker.config import Config, FeedConfig
 from ticker.hub import Hub
 from ticker.protocol import CLOSE_GOING_AWAY
 from ticker.pump import run_feed
+from ticker.replay_session import ReplaySettings, serve_replay
 from ticker.resources import web_dir
 from ticker.subscriber import Close
 from ticker.transport.poll import PollSettings, serve_poll
@@ -46,9 +50,34 @@ def simulated_feed_factory(config: FeedConfig) -> FeedFactory:
     seed = config.seed if isinstance(config.seed, int) else secrets.randbelow(2**31)
     stocks = (config.universe if config.symbols == "universe"
               else synthetic_universe(int(config.symbols), seed))
-    log.info("simulated market: %d symbols, %.0f ticks/s, seed %d", len(stocks),
-             config.tick_rate, seed)
-    return lambda: SimulatedFeed(stocks, config.market, config.tick_rate, seed)
+
+    def open_feed() -> Feed:
+        log.info("simulated market: %d symbols, %.0f ticks/s, seed %d", len(stocks),
+                 config.tick_rate, seed)
+        return SimulatedFeed(stocks, config.market, config.tick_rate, seed)
+
+    return open_feed
+
+
+def replay_feed_factory(config: FeedConfig) -> FeedFactory:
+    """Opens the recording at once, so a bad path or range fails at start-up, not in the pump."""
+    replay = config.replay
+    first: list[Feed] = [ReplayFeed(replay.source, replay.speed, replay.loop,
+                                    replay.start or None, replay.end or None)]
+
+    def open_feed() -> Feed:
+        log.info("replaying %s at speed %s%s", replay.source, replay.speed,
+                 ", looping" if replay.loop else "")
+        return first.pop() if first else ReplayFeed(replay.source, replay.speed, replay.loop,
+                                                    replay.start or None, replay.end or None)
+
+    return open_feed
+
+
+def feed_factory_for(config: FeedConfig) -> FeedFactory:
+    if config.kind == "replay":
+        return replay_feed_factory(config)
+    return simulated_feed_factory(config)
 
 
 class Node:
@@ -67,6 +96,11 @@ class Node:
                                         server.max_symbols_per_connection, server.sse_keepalive)
         self.poll_settings = PollSettings(server.max_symbols_per_connection,
                                           config.hub.history_size)
+        self.catalog = RecordingCatalog(config.recordings.dir)
+        self.replay_settings = ReplaySettings(self.catalog, config.hub.snapshot_size,
+                                              config.hub.history_size, config.hub.bars_kept,
+                                              self.ws_settings)
+        self.recorder: Recorder | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager
@@ -74,8 +108,11 @@ class Node:
         await self.broker.connect()
         self._spawn(self._listen(), "hub listener")
         if self.feed_factory is not None:
-            self._spawn(run_feed(self.feed_factory, self.broker, self.config.feed.restart_delay),
-                        "feed pump")
+            open_feed = self.feed_factory
+            if self.config.recordings.record:
+                open_feed = self._start_recording(open_feed)
+            self._spawn(run_feed(open_feed, self.broker, self.config.feed.restart_delay,
+                                 self.recorder), "feed pump")
         try:
             await self._wait_ready(timeout=10.0)
             yield
@@ -85,6 +122,19 @@ class Node:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.broker.disconnect()
+            if self.recorder is not None:
+                await asyncio.to_thread(self.recorder.close)
+                log.info("recording closed: %d ticks written", self.recorder.written)
+
+    def _start_recording(self, open_feed: FeedFactory) -> FeedFactory:
+        """Opens the first feed now, as the recording's header names its symbols."""
+        first = [open_feed()]
+        settings = self.config.recordings
+        self.recorder = Recorder(settings.dir, first[0].kind, first[0].symbols,
+                                 rotate_bytes=settings.rotate_bytes,
+                                 rotate_seconds=settings.rotate_seconds, gzip=settings.gzip)
+        log.info("recording every tick to %s", Path(settings.dir).resolve())
+        return lambda: first.pop() if first else open_feed()
 
     def going_away(self) -> None:
         """Close every client with 1001 so it knows to reconnect elsewhere or later."""
@@ -146,7 +196,7 @@ def create_app(config: Config, feed_factory: FeedFactory | None = None,
     """``feed_factory`` defaults to the configured simulated feed; ``run_feed_here=False`` makes
     a node that only relays what the broker carries."""
     if run_feed_here and feed_factory is None:
-        feed_factory = simulated_feed_factory(config.feed)
+        feed_factory = feed_factory_for(config.feed)
     node = Node(config, feed_factory if run_feed_here else None)
     plotly_js = plotly_js_path()
 
@@ -158,6 +208,12 @@ def create_app(config: Config, feed_factory: FeedFactory | None = None,
 
     async def poll(request: Request) -> Response:
         return await serve_poll(request, node.hub, node.poll_settings)
+
+    async def replay(ws: WebSocket) -> None:
+        await serve_replay(ws, node.replay_settings)
+
+    async def recordings(request: Request) -> Response:
+        return await api.recordings(node.catalog)
 
     async def symbols(request: Request) -> Response:
         return api.symbols(node.hub)
@@ -189,6 +245,8 @@ def create_app(config: Config, feed_factory: FeedFactory | None = None,
     app = TickerApp(
         routes=[
             *routes,
+            WebSocketRoute("/ws/replay", replay),
+            Route("/api/recordings", recordings),
             Route("/api/symbols", symbols),
             Route("/api/bars", bars),
             Route("/healthz", health),

@@ -66,17 +66,48 @@ class HubConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplayConfig:
+    source: str
+    speed: float | Literal["max"]
+    loop: bool
+    start: str
+    end: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.speed, float):
+            _require("speed", self.speed > 0, "must be > 0 or \"max\"")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingsConfig:
+    dir: str
+    record: bool
+    rotate_bytes: int
+    rotate_seconds: float
+    gzip: bool
+
+    def __post_init__(self) -> None:
+        _require("dir", bool(self.dir), "must name a directory")
+        _require("rotate_bytes", self.rotate_bytes >= 1024, "must be >= 1024")
+        _require("rotate_seconds", self.rotate_seconds >= 1, "must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class FeedConfig:
-    kind: Literal["simulated"]
+    kind: Literal["simulated", "replay"]
     seed: int | Literal["random"]
     tick_rate: float
     symbols: int | Literal["universe"]
     restart_delay: float
     market: MarketParams
     universe: tuple[StockSpec, ...]
+    replay: ReplayConfig
 
     def __post_init__(self) -> None:
         _require("tick_rate", self.tick_rate > 0, "must be > 0")
+        if self.kind == "replay" and not self.replay.source:
+            raise ConfigError("replay.source", "must name a recording file or directory when "
+                              "kind = \"replay\"")
         _require("restart_delay", self.restart_delay >= 0, "must be >= 0")
         if isinstance(self.seed, int):
             _require("seed", self.seed >= 0, "must be >= 0 or \"random\"")
@@ -106,6 +137,7 @@ class Config:
     hub: HubConfig
     feed: FeedConfig
     broker: BrokerConfig
+    recordings: RecordingsConfig
 
     @property
     def max_lag(self) -> int:

@@ -157,6 +157,11 @@ class Hub:
             if state is not None:
                 state.subscribers.discard(subscriber)
 
+    def broadcast(self, message: bytes) -> None:
+        """Send one message to every connection."""
+        for subscriber in self._subscribers:
+            subscriber.put_message(message)
+
     def close_all(self, request: Close) -> None:
         for subscriber in self._subscribers:
             subscriber.close(request)

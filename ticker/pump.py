@@ -6,13 +6,20 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 from feeds.base import Feed
 from ticker.brokers.base import Broker
-from ticker.model import FeedStart, TickBatch
+from ticker.model import FeedStart, Tick, TickBatch
 
 log = logging.getLogger("ticker.pump")
+
+
+class TickSink(Protocol):
+    """Where published ticks are also written, e.g. a recorder; must not block."""
+
+    def write(self, ticks: list[Tick]) -> None: ...
 
 
 def new_epoch() -> str:
@@ -20,15 +27,30 @@ def new_epoch() -> str:
     return f"{int(time.time() * 1000):x}-{secrets.token_hex(3)}"
 
 
-async def run_feed(open_feed: Callable[[], Feed], broker: Broker, restart_delay: float) -> None:
+async def feed_runs(feed: Feed) -> AsyncIterator[AsyncIterator[list[Tick]]]:
+    """A feed's runs: a replay starts a new one at each loop and seek (its ``runs()``); any
+    other feed is one run."""
+    runs = getattr(feed, "runs", None)
+    if runs is None:
+        yield feed.batches()
+        return
+    async for run in runs():
+        yield run
+
+
+async def run_feed(open_feed: Callable[[], Feed], broker: Broker, restart_delay: float,
+                   sink: TickSink | None = None) -> None:
     """Publish the feed until it ends; a crashed feed restarts, after a pause, as a new epoch."""
     while True:
         feed = open_feed()
-        epoch = new_epoch()
-        await broker.publish(FeedStart(epoch, feed.kind, tuple(feed.symbols)))
         try:
-            async for ticks in feed.batches():
-                await broker.publish(TickBatch(epoch, tuple(ticks)))
+            async for run in feed_runs(feed):
+                epoch = new_epoch()
+                await broker.publish(FeedStart(epoch, feed.kind, tuple(feed.symbols)))
+                async for ticks in run:
+                    if sink is not None:
+                        sink.write(ticks)
+                    await broker.publish(TickBatch(epoch, tuple(ticks)))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -34,11 +35,24 @@ def wall_clock_ms() -> float:
     return time.time() * 1000.0
 
 
-async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSettings) -> None:
+Handler = Callable[[Client, str | bytes], None]
+
+
+def protocol_v1(client: Client, raw: str | bytes) -> None:
+    client.handle(raw)
+
+
+async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSettings,
+                          handle: Handler = protocol_v1,
+                          on_open: Callable[[], None] | None = None) -> None:
+    """One connection's whole life; ``handle`` applies each client message (protocol v1, or v1
+    plus the replay controls); ``on_open`` runs once the client is registered with the hub."""
     await websocket.accept()
     subscriber = Subscriber(settings.max_lag, settings.max_frame_ticks)
     client = Client(hub, subscriber, settings.max_symbols, wall_clock_ms)
     client.open()
+    if on_open is not None:
+        on_open()
     # The reader runs in this task and the writer in its own; one task fewer per connection
     # matters at 10,000 connections. When the writer ends (close sent, or a stalled client), it
     # stops the reader by cancelling this task.
@@ -53,7 +67,7 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
     writer = asyncio.create_task(_write(websocket, subscriber, settings.send_timeout))
     writer.add_done_callback(stop_reading)
     try:
-        await _read(websocket, client)
+        await _read(websocket, client, handle)
     except asyncio.CancelledError:
         if not writer.done() or this_task.cancelling() > 1:
             raise  # cancelled from outside (server shutdown), not by our writer
@@ -69,13 +83,13 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
             await writer
 
 
-async def _read(websocket: WebSocket, client: Client) -> None:
+async def _read(websocket: WebSocket, client: Client, handle: Handler) -> None:
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
         text = message.get("text")
-        client.handle(text if text is not None else message.get("bytes") or b"")
+        handle(client, text if text is not None else message.get("bytes") or b"")
 
 
 async def _write(websocket: WebSocket, subscriber: Subscriber, send_timeout: float) -> None:

@@ -1,0 +1,156 @@
+"""Per-connection replay at /ws/replay: each connection plays its own slice of a recording.
+
+The connection gets a private hub fed by its own ReplayFeed through the same pump and broker code
+as the live market, so it speaks protocol v1 unchanged, plus four controls:
+``{"op":"pause"}``, ``{"op":"resume"}``, ``{"op":"speed","speed":2}``, ``{"op":"seek","ts":<ms>}``.
+Each is answered with a ``replay`` state message; the end of the recording sends ``replay_end``.
+Recordings are addressed by name inside the configured directory: no client path reaches the
+filesystem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket
+
+from feeds.catalog import RecordingCatalog
+from feeds.recording import RecordingNameError, RecordingNotFound
+from feeds.replay import ReplayFeed, parse_speed
+from ticker.api import error
+from ticker.brokers.memory import MemoryBroker
+from ticker.client import Client
+from ticker.errors import TickerError
+from ticker.hub import Hub
+from ticker.protocol import BAD_REQUEST, encode_error, parse_symbol_list
+from ticker.pump import run_feed
+from ticker.transport.ws import WebSocketSettings, protocol_v1, serve_websocket
+
+log = logging.getLogger("ticker.replay")
+
+CONTROL_OPS = ("pause", "resume", "speed", "seek")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySettings:
+    catalog: RecordingCatalog
+    snapshot_size: int
+    history_size: int
+    bars_kept: int
+    ws: WebSocketSettings
+
+
+async def serve_replay(websocket: WebSocket, settings: ReplaySettings) -> None:
+    try:
+        feed = await asyncio.to_thread(_open_feed, websocket.query_params, settings.catalog)
+    except RecordingNotFound as problem:
+        await websocket.send_denial_response(error(404, "unknown_recording", str(problem)))
+        return
+    except (RecordingNameError, TickerError, ValueError) as problem:
+        await websocket.send_denial_response(error(400, BAD_REQUEST, str(problem)))
+        return
+    hub = Hub(settings.snapshot_size, settings.history_size, settings.bars_kept)
+    broker = MemoryBroker()
+    ended, restart, attached = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    listener = asyncio.create_task(_listen(broker, hub))
+    player = asyncio.create_task(_play(feed, broker, hub, ended, restart, attached))
+    try:
+        while not hub.ready:
+            if player.done():
+                await websocket.send_denial_response(error(
+                    400, BAD_REQUEST, "the recording has no ticks in the requested range"))
+                return
+            await asyncio.sleep(0.005)
+        controls = _Controls(feed, ended, restart)
+        await serve_websocket(websocket, hub, settings.ws, controls.handle, attached.set)
+    finally:
+        for task in (player, listener):
+            task.cancel()
+        for task in (player, listener):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _open_feed(params: Any, catalog: RecordingCatalog) -> ReplayFeed:
+    name = params.get("recording")
+    if not name:
+        raise ValueError("missing parameter: recording (a name from /api/recordings)")
+    path: Path = catalog.resolve(name)
+    symbols = parse_symbol_list(params["symbols"]) if params.get("symbols") else None
+    return ReplayFeed(path, parse_speed(params.get("speed", "1")), loop=False,
+                      from_ts=params.get("from") or None, to_ts=params.get("to") or None,
+                      symbols=symbols)
+
+
+async def _listen(broker: MemoryBroker, hub: Hub) -> None:
+    async for event in broker.listen():
+        hub.ingest(event)
+
+
+async def _play(feed: ReplayFeed, broker: MemoryBroker, hub: Hub, ended: asyncio.Event,
+                restart: asyncio.Event, attached: asyncio.Event) -> None:
+    """Play to the end, say so, and play again from wherever a later seek points."""
+    while True:
+        await run_feed(lambda: feed, broker, restart_delay=1.0)
+        if not hub.ready:
+            return  # nothing to play at all
+        await attached.wait()  # a fast replay can end before its client is registered
+        ended.set()
+        hub.broadcast(orjson.dumps({"type": "replay_end", "position": feed.position}))
+        await restart.wait()
+        restart.clear()
+        ended.clear()
+
+
+class _Controls:
+    def __init__(self, feed: ReplayFeed, ended: asyncio.Event, restart: asyncio.Event) -> None:
+        self.feed = feed
+        self.ended = ended
+        self.restart = restart
+
+    def handle(self, client: Client, raw: str | bytes) -> None:
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            message = None
+        op = message.get("op") if isinstance(message, dict) else None
+        if op not in CONTROL_OPS:
+            protocol_v1(client, raw)
+            return
+        assert isinstance(message, dict)
+        request_id = message.get("id")
+        try:
+            self._apply(op, message)
+        except (ValueError, TypeError) as problem:
+            client.subscriber.put_message(encode_error(BAD_REQUEST, str(problem), request_id))
+            return
+        state: dict[str, Any] = {"type": "replay", "paused": self.feed.paused,
+                                 "speed": self.feed.speed, "position": self.feed.position,
+                                 "ended": self.ended.is_set()}
+        if request_id is not None:
+            state["id"] = request_id
+        client.subscriber.put_message(orjson.dumps(state))
+
+    def _apply(self, op: str, message: dict[str, Any]) -> None:
+        if op == "pause":
+            self.feed.pause()
+        elif op == "resume":
+            self.feed.resume()
+        elif op == "speed":
+            speed = message.get("speed")
+            if isinstance(speed, bool) or not isinstance(speed, int | float | str):
+                raise ValueError("\"speed\" must be a positive number or \"max\"")
+            self.feed.set_speed(speed if isinstance(speed, str) else float(speed))
+        else:
+            ts = message.get("ts")
+            if isinstance(ts, bool) or not isinstance(ts, int | float | str):
+                raise ValueError("\"ts\" must be Unix milliseconds or an ISO 8601 time")
+            self.feed.seek(ts if isinstance(ts, str) else float(ts))
+            if self.ended.is_set():
+                self.restart.set()  # after the end, a seek plays again from there
