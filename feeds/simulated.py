@@ -58,7 +58,7 @@ class SimulatedFeed:
         self._clock: Clock = clock if clock is not None else WallClock()
         # Typed as the Feed protocol's (mutable, hence invariant) attribute; the value is a tuple.
         self.symbols: Sequence[SymbolInfo] = tuple(
-            SymbolInfo(s.symbol, s.name, s.sector) for s in stocks
+            SymbolInfo(s.symbol, s.name, s.sector, s.price) for s in stocks
         )
 
     def ticks(self, start_ms: float) -> Iterator[Tick]:

@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.command == "serve":
-            return _serve(config)
+            return _serve(config, args.workers or 1, argv)
+        if args.command == "feed":
+            from ticker.feed_process import run
+
+            return run(config)
         if args.command == "record":
             from ticker.offline import record
 
@@ -61,32 +65,18 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the server: the feed, the hub, the WebSocket endpoint /ws, the REST API "
                     "and the dashboard at /. Flags override the config file and TICKER_* "
                     "environment variables.")
-    serve.add_argument("--config", metavar="PATH",
-                       help="TOML config file (default: ./config.toml if present, else the "
-                            "built-in defaults); it needs only the keys it changes")
     serve.add_argument("--host", help="interface to listen on (config server.host)")
     serve.add_argument("--port", type=int, help="TCP port, 0 for any free one (server.port)")
-    serve.add_argument("--symbols", metavar="N|universe",
-                       help="trade N synthetic symbols, or the configured universe (feed.symbols)")
-    serve.add_argument("--tick-rate", type=float, metavar="R",
-                       help="total trades per second across all symbols (feed.tick_rate)")
-    serve.add_argument("--seed", metavar="S|random",
-                       help="seed of the simulated market; the same seed repeats it (feed.seed)")
-    serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
-                       help="server.log_level")
-    serve.add_argument("--record", metavar="DIR",
-                       help="record every published tick into DIR, rotating files by size and by "
-                            "the hour (recordings.dir, recordings.record)")
-    serve.add_argument("--replay", metavar="FILE|DIR",
-                       help="serve a recording as the feed instead of the simulated market "
-                            "(feed.kind = replay, feed.replay.source)")
-    serve.add_argument("--speed", metavar="X|max",
-                       help="replay speed: 10 = ten times faster, max = as fast as possible")
-    serve.add_argument("--loop", action="store_true", default=None,
-                       help="start the replay over at its end, each pass a new epoch")
-    serve.add_argument("--from", dest="start", metavar="TIME",
-                       help="replay from TIME (Unix ms or ISO 8601)")
-    serve.add_argument("--to", dest="end", metavar="TIME", help="replay up to TIME")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="run N server processes on the one port (needs a redis:// broker)")
+    _feed_flags(serve)
+
+    feed = commands.add_parser(
+        "feed", help="run only the feed, publishing to a Redis broker for server nodes",
+        description="Run the feed (simulated, or a replay) as its own process and publish every "
+                    "tick to the broker; any number of `ticker serve --broker redis://...` "
+                    "nodes relay it to clients.")
+    _feed_flags(feed)
 
     record = commands.add_parser(
         "record", help="record the simulated market to a file, without a server",
@@ -124,6 +114,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _feed_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="PATH",
+                        help="TOML config file (default: ./config.toml if present, else the "
+                             "built-in defaults); it needs only the keys it changes")
+    parser.add_argument("--broker", metavar="URL",
+                        help="memory:// (default) or redis://host:port/db (broker.url)")
+    parser.add_argument("--symbols", metavar="N|universe",
+                        help="trade N synthetic symbols, or the configured universe (feed.symbols)")
+    parser.add_argument("--tick-rate", type=float, metavar="R",
+                        help="total trades per second across all symbols (feed.tick_rate)")
+    parser.add_argument("--seed", metavar="S|random",
+                        help="seed of the simulated market; the same seed repeats it (feed.seed)")
+    parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
+                        help="server.log_level")
+    parser.add_argument("--record", metavar="DIR",
+                        help="record every published tick into DIR, rotating files by size and "
+                             "by the hour (recordings.dir, recordings.record)")
+    parser.add_argument("--replay", metavar="FILE|DIR",
+                        help="serve a recording as the feed instead of the simulated market "
+                             "(feed.kind = replay, feed.replay.source)")
+    parser.add_argument("--speed", metavar="X|max",
+                        help="replay speed: 10 = ten times faster, max = as fast as possible")
+    parser.add_argument("--loop", action="store_true", default=None,
+                        help="start the replay over at its end, each pass a new epoch")
+    parser.add_argument("--from", dest="start", metavar="TIME",
+                        help="replay from TIME (Unix ms or ISO 8601)")
+    parser.add_argument("--to", dest="end", metavar="TIME", help="replay up to TIME")
+
+
 def _add_bench(commands: Any) -> None:
     from ticker.bench import fanout
 
@@ -159,7 +178,8 @@ def _config(args: argparse.Namespace) -> Config:
                        ("feed.replay.speed", _speed(flags.get("speed"))),
                        ("feed.replay.loop", flags.get("loop")),
                        ("feed.replay.start", flags.get("start")),
-                       ("feed.replay.end", flags.get("end"))):
+                       ("feed.replay.end", flags.get("end")),
+                       ("broker.url", flags.get("broker"))):
         if value is not None:
             overrides[key] = value
     if flags.get("replay"):
@@ -186,17 +206,42 @@ def _int_or_word(value: str | None) -> int | str | None:
     return int(value) if value.lstrip("-").isdigit() else value
 
 
-def _serve(config: Config) -> int:
+def _serve(config: Config, workers: int, argv: list[str] | None) -> int:
     from ticker.app import create_app
-    from ticker.server import serve
+    from ticker.server import serve, serve_workers
 
-    try:
-        app = create_app(config)
-    except TickerError as error:
-        print(f"ticker: {error}", file=sys.stderr)
-        return 2
+    relay_only = not config.broker.url.startswith("memory://")
+    if relay_only:
+        _check_broker(config)
+    if workers > 1:
+        if not relay_only:
+            print("ticker: --workers needs a shared broker: add --broker redis://host:port/db "
+                  "and run `ticker feed` with the same broker", file=sys.stderr)
+            return 2
+        return serve_workers(config, workers, sys.argv[1:] if argv is None else argv)
+    app = create_app(config, run_feed_here=not relay_only)
     serve(app, config.server)
     return 0
+
+
+def _check_broker(config: Config) -> None:
+    """Reach the broker before starting the server, so an unreachable Redis is one clear line
+    (or, with broker.wait_at_start, a wait) rather than a failed start-up with a traceback."""
+    import asyncio
+    import logging.config
+
+    from ticker.brokers import broker_from_url
+    from ticker.server import log_config
+
+    logging.config.dictConfig(log_config(config.server.log_level))
+
+    async def reach() -> None:
+        broker = broker_from_url(config.broker.url, config.broker.prefix, config.broker.window,
+                                 config.broker.wait_at_start)
+        await broker.connect()
+        await broker.disconnect()
+
+    asyncio.run(reach())
 
 
 if __name__ == "__main__":

@@ -65,7 +65,10 @@ def health() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def readiness(hub: Hub) -> JSONResponse:
+def readiness(hub: Hub, broker_connected: bool) -> JSONResponse:
+    if not broker_connected:
+        return JSONResponse({"status": "not ready", "reason": "broker unreachable"},
+                            status_code=503)
     if hub.ready:
         return JSONResponse({"status": "ready", "epoch": hub.epoch, "feed": hub.feed,
                              "connections": hub.connections})

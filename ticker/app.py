@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -23,19 +22,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from feeds.base import Feed
 from feeds.catalog import RecordingCatalog
 from feeds.recorder import Recorder
-from feeds.replay import ReplayFeed
-from feeds.simulated import SimulatedFeed, synthetic_universe
 from ticker import api
 from ticker.brokers import Broker, broker_from_url
-from ticker.config import Config, FeedConfig
+from ticker.config import Config
 from ticker.hub import Hub
 from ticker.protocol import CLOSE_GOING_AWAY
 from ticker.pump import run_feed
 from ticker.replay_session import ReplaySettings, serve_replay
 from ticker.resources import web_dir
+from ticker.sources import FeedFactory, feed_factory_for
 from ticker.subscriber import Close
 from ticker.transport.poll import PollSettings, serve_poll
 from ticker.transport.sse import SseSettings, serve_sse
@@ -43,50 +40,14 @@ from ticker.transport.ws import WebSocketSettings, serve_websocket
 
 log = logging.getLogger("ticker.app")
 
-FeedFactory = Callable[[], Feed]
-
-
-def simulated_feed_factory(config: FeedConfig) -> FeedFactory:
-    seed = config.seed if isinstance(config.seed, int) else secrets.randbelow(2**31)
-    stocks = (config.universe if config.symbols == "universe"
-              else synthetic_universe(int(config.symbols), seed))
-
-    def open_feed() -> Feed:
-        log.info("simulated market: %d symbols, %.0f ticks/s, seed %d", len(stocks),
-                 config.tick_rate, seed)
-        return SimulatedFeed(stocks, config.market, config.tick_rate, seed)
-
-    return open_feed
-
-
-def replay_feed_factory(config: FeedConfig) -> FeedFactory:
-    """Opens the recording at once, so a bad path or range fails at start-up, not in the pump."""
-    replay = config.replay
-    first: list[Feed] = [ReplayFeed(replay.source, replay.speed, replay.loop,
-                                    replay.start or None, replay.end or None)]
-
-    def open_feed() -> Feed:
-        log.info("replaying %s at speed %s%s", replay.source, replay.speed,
-                 ", looping" if replay.loop else "")
-        return first.pop() if first else ReplayFeed(replay.source, replay.speed, replay.loop,
-                                                    replay.start or None, replay.end or None)
-
-    return open_feed
-
-
-def feed_factory_for(config: FeedConfig) -> FeedFactory:
-    if config.kind == "replay":
-        return replay_feed_factory(config)
-    return simulated_feed_factory(config)
-
-
 class Node:
     """One server process: its hub, broker and background tasks."""
 
     def __init__(self, config: Config, feed_factory: FeedFactory | None) -> None:
         self.config = config
         self.hub = Hub(config.hub.snapshot_size, config.hub.history_size, config.hub.bars_kept)
-        self.broker: Broker = broker_from_url(config.broker.url)
+        self.broker: Broker = broker_from_url(config.broker.url, config.broker.prefix,
+                                              config.broker.window, config.broker.wait_at_start)
         self.feed_factory = feed_factory
         server = config.server
         self.ws_settings = WebSocketSettings(server.send_timeout, config.max_lag,
@@ -114,7 +75,8 @@ class Node:
             self._spawn(run_feed(open_feed, self.broker, self.config.feed.restart_delay,
                                  self.recorder), "feed pump")
         try:
-            await self._wait_ready(timeout=10.0)
+            if self.feed_factory is not None:
+                await self._wait_ready(timeout=10.0)  # a relay node starts before its feed
             yield
         finally:
             self.going_away()
@@ -225,7 +187,7 @@ def create_app(config: Config, feed_factory: FeedFactory | None = None,
         return api.health()
 
     async def ready(request: Request) -> Response:
-        return api.readiness(node.hub)
+        return api.readiness(node.hub, node.broker.connected)
 
     async def plotly(request: Request) -> Response:
         return FileResponse(plotly_js, media_type="text/javascript",

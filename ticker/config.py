@@ -126,9 +126,16 @@ class FeedConfig:
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
     url: str
+    prefix: str
+    window: float
+    wait_at_start: bool
 
     def __post_init__(self) -> None:
-        _require("url", self.url.startswith("memory://"), "only memory:// is supported so far")
+        scheme = self.url.partition("://")[0]
+        _require("url", "://" in self.url and scheme in ("memory", "redis", "rediss", "unix"),
+                 f"must be memory:// or redis://host:port/db, got {self.url!r}")
+        _require("prefix", bool(self.prefix), "must not be empty")
+        _require("window", self.window >= 1, "must be >= 1 (seconds)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ class History:
         self.last = 0
 
     def append(self, seq: int, data: bytes) -> None:
+        """Seqs must follow on (the hub starts a new History when they do not)."""
         if self.last and seq != self.last + 1:
             log.warning("seq jumped from %d to %d; history restarts there", self.last, seq)
             self._ring.clear()

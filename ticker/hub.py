@@ -39,7 +39,7 @@ class _SymbolState:
         self.info = info
         self.history = History(history_size)
         self.bars = {name: BarSeries(ms, bars_kept) for name, ms in INTERVALS_MS.items()}
-        self.open: float | None = None
+        self.open: float | None = info.open
         self.last: Tick | None = None
         self.subscribers: set[Subscriber] = set()
 
@@ -100,6 +100,8 @@ class Hub:
             state = states.get(tick.symbol)
             if state is None:
                 continue
+            if state.history.last and tick.seq != state.history.last + 1:
+                self._restart_symbol(state, tick.seq)
             state.history.append(tick.seq, encode_tick(tick))
             for series in state.bars.values():
                 series.add(tick.ts, tick.price, tick.size)
@@ -112,6 +114,19 @@ class Hub:
                 if not subscriber.pending:
                     subscriber.wake()
         self.ticks_ingested += len(batch.ticks)
+
+    def _restart_symbol(self, state: _SymbolState, seq: int) -> None:
+        """A seq gap (ticks lost upstream, e.g. while a broker was away): the symbol's history
+        starts over and its subscribers are told to start over too, rather than miss ticks
+        silently."""
+        symbol = state.info.symbol
+        log.warning("%s: seq jumped from %d to %d; subscribers get a reset snapshot", symbol,
+                    state.history.last, seq)
+        state.history = History(self._history_size)
+        reset = encode_snapshot(symbol, self.epoch, (), reset=True)
+        for subscriber in state.subscribers:
+            subscriber.put_message(reset)
+            subscriber.follow(symbol, state.history, seq - 1)
 
     # -- connections ---------------------------------------------------------------------------
 

@@ -24,9 +24,13 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class SymbolInfo:
+    """``open`` is the session's reference price when the feed knows it (the simulated market's
+    opening price), so every server node reports the same change since the open."""
+
     symbol: str
     name: str = ""
     sector: str = ""
+    open: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,11 @@ ERROR_CODES = (BAD_JSON, BAD_REQUEST, UNKNOWN_OP, UNKNOWN_SYMBOL, TOO_MANY_SYMBO
 # Close codes: 1000-1999 are the WebSocket standard's; 4000-4499 mean "reconnect and resume",
 # 4500-4999 mean "do not reconnect, the same request would fail again".
 CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_BAD_REQUEST = 4500
-CLOSE_CODES = {"going_away": CLOSE_GOING_AWAY, "slow_consumer": CLOSE_SLOW_CONSUMER,
-               "bad_request": CLOSE_BAD_REQUEST}
+CLOSE_CODES = {"going_away": CLOSE_GOING_AWAY, "try_again_later": CLOSE_TRY_AGAIN_LATER,
+               "slow_consumer": CLOSE_SLOW_CONSUMER, "bad_request": CLOSE_BAD_REQUEST}
 
 MESSAGE_TYPES = ("hello", "subscribed", "unsubscribed", "snapshot", "ticks", "pong", "error")
 OPS = ("subscribe", "unsubscribe", "ping")

@@ -10,7 +10,11 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +22,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from ticker.app import Node
-from ticker.config import ServerConfig
+from ticker.config import Config, ServerConfig
 
 log = logging.getLogger("ticker.server")
 
@@ -60,6 +64,9 @@ class TickerServer(uvicorn.Server):
 
 
 def uvicorn_config(app: Starlette, server: ServerConfig, **extra: Any) -> uvicorn.Config:
+    inherited = os.environ.get(LISTEN_FD_ENV)
+    if inherited is not None:
+        extra.setdefault("fd", int(inherited))  # a worker of serve_workers
     return uvicorn.Config(
         app,
         host=server.host,
@@ -87,3 +94,47 @@ def log_config(level: str) -> dict[str, Any]:
 
 def serve(app: Starlette, server: ServerConfig) -> None:
     TickerServer(uvicorn_config(app, server), app.state.node).run()
+
+
+def serve_workers(config: Config, workers: int, argv: list[str]) -> int:
+    """N server processes accepting on one listening socket (the kernel spreads connections);
+    each is a relay node of the shared broker. Signals are passed on to every worker."""
+    listener = socket.socket(socket.AF_INET6 if ":" in config.server.host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((config.server.host, config.server.port))
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    port = listener.getsockname()[1]
+    child_args = _without_workers(argv)
+    env = {**os.environ, LISTEN_FD_ENV: str(listener.fileno())}
+    children = [subprocess.Popen([sys.executable, "-m", "ticker", *child_args],
+                                 pass_fds=(listener.fileno(),), env=env)
+                for _ in range(workers)]
+    log.info("%d workers on port %d", workers, port)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, forward)
+    codes = [child.wait() for child in children]
+    listener.close()
+    return max(codes, key=abs)
+
+
+LISTEN_FD_ENV = "TICKER_LISTEN_FD"
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out

@@ -4,8 +4,18 @@ Workload (field notes, "Fan-out speed"): N symbols, the feed producing T ticks/s
 WebSocket clients each subscribed to K symbols, so every tick goes to C*K/N clients. For each
 server (ours, then the three baselines in bench/baselines/) the rate T ramps up; each step starts
 the server afresh, pinned to one core, and runs the load generator (``ticker.bench.loadgen``) on the
-other core: connect and subscribe, warm up, measure, judge. A server's ramp stops at its first step
-that is not sustained; its sustained capacity is the most delivered ticks/s of its good steps.
+other core: connect and subscribe, warm up, measure, judge (``ticker.bench.measurement``). A
+server's ramp stops at its first step that is not sustained; its sustained capacity is the most
+delivered ticks/s of its good steps. A server that fails its first step is tried at lower rates.
+
+How ticks are counted, the same way for every server: all clients count the ticks they receive
+in the measured wall-clock window; a sample of clients parses every tick and checks seqs. A tick
+is owed for the window if the feed produced it (its ``ts``) inside the window: per symbol, the
+seq range the sampled clients saw with such a ``ts``, times that symbol's subscribers. "On time"
+is measured on the sample: received within 100 ms of ``ts``.
+
+This machine may be shared: each step reports the CPU other programs used meanwhile, waits a
+little for them to quieten first, and a failed step they disturbed is run once more.
 """
 
 from __future__ import annotations
@@ -40,11 +50,11 @@ from ticker.bench.workload import Workload, ladder
 DESCRIPTION = (
     "Ramp the tick rate of our server, then of three baselines (bench/baselines/), each pinned "
     "to one core, with a load generator on the other; print delivered ticks/s, share on time, "
-    "latency, gaps and CPU per step, each server's sustained capacity (>= 99.9 %% of owed ticks "
+    "latency, gaps and CPU per step, each server's sustained capacity (>= 99.9 % of owed ticks "
     "within 100 ms, p99 < 100 ms) and our ratio to each; write every step as JSON.")
 MIN_RATE = 10.0  # the lowest a ramp falls back to
 MAX_RATE = 200_000.0  # ticks/s produced: 20 M delivered with the default workload
-QUIET_WAIT_S = 30.0  # at most this long before a step for other programs to stop using the cores
+QUIET_WAIT_S = 10.0  # at most this long before a step for other programs to stop using the cores
 QUICK_STEPS = 2
 
 

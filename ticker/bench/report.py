@@ -141,19 +141,23 @@ def _ratio(ours: float, other: float) -> str:
 
 
 def at_tenth(ours: Ramp) -> Step | None:
-    """Our step nearest to 10 % of our capacity (in delivered ticks/s), among good ones."""
+    """Our good step nearest to 10 % of our capacity (in delivered ticks/s), if one is within a
+    factor of two of it."""
     if ours.capacity <= 0:
         return None
-    good = [s for s in ours.steps if s.verdict.sustained]
     target = ours.capacity / 10
-    return min(good, key=lambda s: abs(math.log(s.measurement.delivered_tps / target)),
-               default=None)
+    distances = [(abs(math.log(s.measurement.delivered_tps / target)), s)
+                 for s in ours.steps if s.verdict.sustained and s.measurement.delivered_tps > 0]
+    distance, nearest = min(distances, key=lambda pair: pair[0], default=(math.inf, None))
+    return nearest if distance <= math.log(2) else None
 
 
 def _targets(ours: Ramp) -> list[str]:
     lines = [f"Target >= {TARGET_TPS:,} delivered ticks/s: "
              + ("met" if ours.capacity >= TARGET_TPS else f"not met ({ours.capacity:,.0f})")]
     tenth = at_tenth(ours)
+    if tenth is None and ours.capacity > 0:
+        lines.append("At ~10 % of capacity: no step ran near there.")
     if tenth is not None:
         m = tenth.measurement
         met = ((m.p50_ms or math.inf) < TARGET_P50_MS and (m.p99_ms or math.inf) < TARGET_P99_MS)

@@ -9,6 +9,8 @@ from ticker.model import FeedEvent
 
 
 class Broker(Protocol):
+    connected: bool  # false while the broker is unreachable (readiness)
+
     async def connect(self) -> None: ...
 
     async def disconnect(self) -> None: ...

@@ -13,6 +13,7 @@ class MemoryBroker:
         self._max_pending = max_pending
         self._listeners: list[asyncio.Queue[FeedEvent]] = []
         self._last_start: FeedStart | None = None
+        self.connected = True
 
     async def connect(self) -> None:
         pass

@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ticker.client import Client
 from ticker.hub import Hub
+from ticker.protocol import CLOSE_TRY_AGAIN_LATER
 from ticker.subscriber import Subscriber
 
 log = logging.getLogger("ticker.ws")
@@ -48,6 +49,10 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
     """One connection's whole life; ``handle`` applies each client message (protocol v1, or v1
     plus the replay controls); ``on_open`` runs once the client is registered with the hub."""
     await websocket.accept()
+    if not hub.ready:
+        # A relay node whose feed has not started: nothing to describe in a hello yet.
+        await websocket.close(CLOSE_TRY_AGAIN_LATER, "no feed yet: retry shortly")
+        return
     subscriber = Subscriber(settings.max_lag, settings.max_frame_ticks)
     client = Client(hub, subscriber, settings.max_symbols, wall_clock_ms)
     client.open()
