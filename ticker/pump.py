@@ -49,7 +49,12 @@ async def run_feed(open_feed: Callable[[], Feed], broker: Broker, restart_delay:
                 await broker.publish(FeedStart(epoch, feed.kind, tuple(feed.symbols)))
                 async for ticks in run:
                     if sink is not None:
-                        sink.write(ticks)
+                        try:
+                            sink.write(ticks)
+                        except Exception:
+                            # A recorder that fails (disk full...) must not stop the market.
+                            log.exception("recording failed; the feed goes on unrecorded")
+                            sink = None
                     await broker.publish(TickBatch(epoch, tuple(ticks)))
         except asyncio.CancelledError:
             raise
