@@ -54,11 +54,12 @@ def bars(request: Request, hub: Hub, bars_kept: int) -> JSONResponse:
         return error(400, BAD_REQUEST,
                      f"interval must be one of {', '.join(INTERVALS_MS)}, got {interval!r}")
     raw_limit = params.get("limit", str(DEFAULT_BAR_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= bars_kept:
-        return error(400, BAD_REQUEST,
-                     f"limit must be an integer from 1 to {bars_kept}, got {raw_limit!r}")
+    if not raw_limit.isdigit() or int(raw_limit) < 1:
+        return error(400, BAD_REQUEST, f"limit must be a positive integer, got {raw_limit!r}")
+    # More than is kept is not an error: the answer is simply all there is.
+    limit = min(int(raw_limit), bars_kept)
     return JSONResponse({"symbol": symbol, "interval": interval,
-                         "bars": hub.bars(symbol, interval, int(raw_limit))})
+                         "seq": hub.last_seq(symbol), "bars": hub.bars(symbol, interval, limit)})
 
 
 def health() -> JSONResponse:

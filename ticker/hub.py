@@ -194,6 +194,10 @@ class Hub:
         """Raises KeyError for an unknown symbol or interval."""
         return self._states[symbol].bars[interval].last(limit)
 
+    def last_seq(self, symbol: str) -> int:
+        """The seq of the symbol's newest tick (the bars include it)."""
+        return self._states[symbol].history.last
+
     def has_symbol(self, symbol: str) -> bool:
         return symbol in self._states
 

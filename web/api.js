@@ -1,0 +1,32 @@
+// The REST side: symbol metadata and OHLCV bars. Relative URLs, so the page also works behind a
+// reverse proxy that mounts it under a path.
+
+export class HttpError extends Error {
+  constructor(status) {
+    super(`HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+async function getJson(path) {
+  const response = await fetch(path, { cache: "no-store" });
+  if (!response.ok) throw new HttpError(response.status);
+  return response.json();
+}
+
+// [{symbol, name, sector, price, open, change, change_pct, seq}]
+export function fetchSymbols() {
+  return getJson("api/symbols");
+}
+
+// {symbol, interval, bars: [{start, open, high, low, close, volume}]}, oldest first. A server
+// configured to keep fewer bars than asked answers 400; ask again for its default amount.
+export async function fetchBars(symbol, interval, limit) {
+  const query = `symbol=${encodeURIComponent(symbol)}&interval=${interval}`;
+  try {
+    return await getJson(`api/bars?${query}&limit=${limit}`);
+  } catch (error) {
+    if (error instanceof HttpError && error.status === 400) return getJson(`api/bars?${query}`);
+    throw error;
+  }
+}

@@ -1,0 +1,90 @@
+// The connection indicator and the live numbers beside it, redrawn four times a second (they are
+// read by eye; per-frame updates would only cost CPU): state with the reconnect countdown, the
+// ping round trip, the age of the newest tick (corrected for the server's clock) and ticks/s.
+
+import { arrow, fmtPct, fmtPrice, sessionChange } from "./format.js";
+
+const STALE_AFTER_MS = 5_000; // connected but nothing for this long: say so
+
+export class StatusBar {
+  constructor(root, { connection, store, onRetry, titleSymbol }) {
+    this.connection = connection;
+    this.store = store;
+    this.titleSymbol = titleSymbol; // () => the symbol whose price the tab title shows
+    this.pill = root.querySelector(".conn");
+    this.label = root.querySelector(".conn-label");
+    this.retry = root.querySelector(".retry");
+    this.rtt = root.querySelector(".rtt");
+    this.age = root.querySelector(".age");
+    this.rate = root.querySelector(".rate");
+    this.feed = document.querySelector(".feed");
+    this.retry.addEventListener("click", onRetry);
+    this._samples = []; // [performance.now(), ticks received] over the last few seconds
+    setInterval(() => this.render(), 250);
+  }
+
+  ticksPerSecond() {
+    const now = performance.now();
+    const samples = this._samples;
+    samples.push([now, this.store.counts.received]);
+    while (samples.length > 2 && now - samples[0][0] > 2_000) samples.shift();
+    const [t0, n0] = samples[0];
+    return now - t0 > 200 ? ((this.store.counts.received - n0) * 1000) / (now - t0) : 0;
+  }
+
+  render() {
+    const conn = this.connection;
+    let state = conn.state;
+    let text;
+    const newest = this.store.newestTs;
+    const ageMs = newest ? Date.now() + conn.clockOffsetMs - newest : null;
+    if (state === "connected") {
+      text = "live";
+      if (ageMs !== null && ageMs > STALE_AFTER_MS) {
+        state = "stale";
+        text = "stale";
+      }
+    } else if (state === "connecting") {
+      text = "connecting\u2026";
+    } else if (state === "reconnecting") {
+      const left = conn.retryAt ? Math.max(0, conn.retryAt - performance.now()) : 0;
+      text = left > 0 ? `reconnecting in ${(left / 1000).toFixed(1)} s` : "reconnecting\u2026";
+      if (!navigator.onLine) text += " \u00B7 no network";
+    } else {
+      text = "offline";
+    }
+    this.pill.dataset.state = state;
+    this.label.textContent = text;
+    this.pill.title = conn.reason ? `${text}: ${conn.reason}` : text;
+    const waiting = conn.state === "reconnecting" && conn.retryAt > 0;
+    this.retry.hidden = !(conn.state === "offline" || waiting);
+    this.rtt.textContent = conn.rttMs === null || (state !== "connected" && state !== "stale")
+      ? "\u2014" : `${conn.rttMs < 10 ? conn.rttMs.toFixed(1) : Math.round(conn.rttMs)} ms`;
+    this.age.textContent = ageMs === null ? "\u2014" : formatAge(ageMs);
+    this.age.classList.toggle("warn", ageMs !== null && ageMs > STALE_AFTER_MS);
+    this.rate.textContent = String(Math.round(this.ticksPerSecond()));
+    if (this.store.feed) this.feed.textContent = this.store.feed;
+    this.renderTitle(state);
+  }
+
+  // The tab title carries the first chart's price, so it can be watched from another tab.
+  renderTitle(state) {
+    const held = this.store.get(this.titleSymbol() ?? "");
+    let title = "ticker";
+    if (held?.last) {
+      const { pct, dir } = sessionChange(held.last.price, held.open);
+      const change = pct === null ? "" : ` ${arrow(dir)}${fmtPct(pct)}`;
+      title = `${held.symbol} ${fmtPrice(held.last.price)}${change} \u00B7 ticker`;
+    }
+    if (state !== "connected") title = `(${state}) ${title}`;
+    if (document.title !== title) document.title = title;
+  }
+}
+
+function formatAge(ms) {
+  if (ms < 0) return "0 ms"; // clock estimate a hair off; the tick is fresh
+  if (ms < 1_000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)} min`;
+  return `${Math.floor(ms / 3_600_000)} h`;
+}
