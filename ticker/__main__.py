@@ -144,7 +144,7 @@ def _feed_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_bench(commands: Any) -> None:
-    from ticker.bench import fanout
+    from ticker.bench import connections, fanout, replay_pacing
 
     bench = commands.add_parser(
         "bench", help="run a benchmark", description="Benchmarks of the server on this machine.")
@@ -152,10 +152,24 @@ def _add_bench(commands: Any) -> None:
     fanout.add_arguments(benchmarks.add_parser(
         "fanout", help="delivered ticks/s to many subscribers, ours against three baselines",
         description=fanout.DESCRIPTION))
+    connections.add_arguments(benchmarks.add_parser(
+        "connections", help="subscribed connections one process holds, and memory per connection",
+        description=connections.DESCRIPTION))
+    replay_pacing.add_arguments(benchmarks.add_parser(
+        "replay", help="how closely a replay keeps the recorded timing",
+        description=replay_pacing.DESCRIPTION))
     bench.set_defaults(bench_parser=bench)
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.benchmark == "connections":
+        from ticker.bench import connections
+
+        return connections.main(args)
+    if args.benchmark == "replay":
+        from ticker.bench import replay_pacing
+
+        return replay_pacing.main(args)
     if args.benchmark == "fanout":
         from ticker.bench import fanout
 

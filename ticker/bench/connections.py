@@ -21,10 +21,11 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
-from websockets.asyncio.client import ClientConnection, connect
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
+
 
 READY_LINE = re.compile(rb"dashboard: http://[^:]+:(\d+)/")
 
@@ -39,8 +40,10 @@ class Step:
     sampled: int
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="ticker bench connections", description=__doc__)
+DESCRIPTION = __doc__
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=int, default=10_000, help="connections to reach")
     parser.add_argument("--step", type=int, default=2_000, help="connections added per step")
     parser.add_argument("--symbols-per-client", type=int, default=2)
@@ -48,11 +51,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="the feed's total ticks/s (kept low: this measures holding)")
     parser.add_argument("--deflate", choices=["off", "on", "both"], default="both")
     parser.add_argument("--out", default="bench-connections.json")
-    return parser.parse_args(argv)
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+def main(args: argparse.Namespace) -> int:
     cores = os.sched_getaffinity(0)
     if len(cores) >= 2:
         os.sched_setaffinity(0, {sorted(cores)[1]})
@@ -68,6 +69,8 @@ def main(argv: list[str]) -> int:
 
 
 async def _measure(args: argparse.Namespace, deflate: bool) -> list[Step]:
+    import psutil
+
     log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept open for the server's lifetime
         prefix="ticker-bench-conn-", suffix=".log", delete=False)
     server, port = _start_server(args.tick_rate, deflate, log)
@@ -107,6 +110,8 @@ async def _measure(args: argparse.Namespace, deflate: bool) -> list[Step]:
 
 async def _open(clients: list[ClientConnection], counters: list[int], count: int, port: int,
                 symbols_per_client: int, deflate: bool) -> None:
+    from websockets.asyncio.client import connect
+
     semaphore = asyncio.Semaphore(200)  # the listen backlog is finite: do not flood it
 
     async def one(index: int) -> None:
