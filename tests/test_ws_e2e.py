@@ -6,7 +6,10 @@ import asyncio
 import time
 from collections.abc import Iterator
 
+import orjson
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from tests.servers import RunningServer, make_config, running_server
 from tests.wsclient import TickerClient
@@ -222,3 +225,36 @@ async def test_many_clients_see_identical_ticks(server: RunningServer) -> None:
     finally:
         for client in clients:
             await client.close()
+
+
+@pytest.mark.parametrize(("origin", "allowed"), [
+    (None, True),  # a program, not a browser
+    ("http://localhost:1234", True),
+    ("http://127.0.0.1", True),
+    ("https://evil.example", False),
+    ("null", False),
+])
+async def test_only_this_server_and_localhost_pages_may_open_a_websocket(
+        server: RunningServer, origin: str | None, allowed: bool) -> None:
+    bystander = await TickerClient.open(server.ws_url)
+    await bystander.send({"op": "subscribe", "symbols": ["KO"]})
+    connections = server.node.hub.connections
+    headers = {"Origin": origin} if origin else {}
+    if allowed:
+        async with connect(server.ws_url, additional_headers=headers) as ws:
+            assert orjson.loads(await ws.recv())["type"] == "hello"
+    else:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(server.ws_url, additional_headers=headers):
+                pass
+        assert refused.value.response.status_code == 403
+        assert orjson.loads(refused.value.response.body)["code"] == "forbidden_origin"
+        assert server.node.hub.connections == connections
+    await bystander.until_ticks("KO", 3)
+    await bystander.close()
+
+
+async def test_a_page_of_the_server_itself_may_connect(server: RunningServer) -> None:
+    own = f"http://127.0.0.1:{server.port}"
+    async with connect(server.ws_url, additional_headers={"Origin": own}) as ws:
+        assert orjson.loads(await ws.recv())["type"] == "hello"

@@ -34,6 +34,7 @@ from ticker.replay_session import ReplaySettings, serve_replay
 from ticker.resources import web_dir
 from ticker.sources import FeedFactory, feed_factory_for
 from ticker.subscriber import Close
+from ticker.transport.origin import OriginPolicy
 from ticker.transport.poll import PollSettings, serve_poll
 from ticker.transport.sse import SseSettings, serve_sse
 from ticker.transport.ws import WebSocketSettings, serve_websocket
@@ -52,7 +53,8 @@ class Node:
         server = config.server
         self.ws_settings = WebSocketSettings(server.send_timeout, config.max_lag,
                                              server.max_frame_ticks,
-                                             server.max_symbols_per_connection)
+                                             server.max_symbols_per_connection,
+                                             OriginPolicy(server.allowed_origins))
         self.sse_settings = SseSettings(config.max_lag, server.max_frame_ticks,
                                         server.max_symbols_per_connection, server.sse_keepalive)
         self.poll_settings = PollSettings(server.max_symbols_per_connection,

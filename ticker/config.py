@@ -32,6 +32,8 @@ class ServerConfig:
     log_level: Literal["critical", "error", "warning", "info", "debug"]
     ws_max_message_bytes: int
     transports: tuple[Literal["ws", "sse", "poll"], ...]
+    allowed_origins: tuple[str, ...]
+    ws_implementation: Literal["websockets-sansio", "websockets", "wsproto"]
     ws_compression: bool
     ws_ping_interval: float
     sse_keepalive: float

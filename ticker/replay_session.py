@@ -30,7 +30,12 @@ from ticker.errors import TickerError
 from ticker.hub import Hub
 from ticker.protocol import BAD_REQUEST, encode_error, parse_symbol_list
 from ticker.pump import run_feed
-from ticker.transport.ws import WebSocketSettings, protocol_v1, serve_websocket
+from ticker.transport.ws import (
+    WebSocketSettings,
+    check_origin,
+    protocol_v1,
+    serve_websocket,
+)
 
 log = logging.getLogger("ticker.replay")
 
@@ -47,6 +52,8 @@ class ReplaySettings:
 
 
 async def serve_replay(websocket: WebSocket, settings: ReplaySettings) -> None:
+    if not await check_origin(websocket, settings.ws.origins):
+        return
     try:
         feed = await asyncio.to_thread(_open_feed, websocket.query_params, settings.catalog)
     except RecordingNotFound as problem:

@@ -73,7 +73,7 @@ def uvicorn_config(app: Starlette, server: ServerConfig, **extra: Any) -> uvicor
         port=server.port,
         log_level=server.log_level,
         log_config=log_config(server.log_level),
-        ws="websockets-sansio",
+        ws=server.ws_implementation,
         ws_max_size=server.ws_max_message_bytes,
         ws_per_message_deflate=server.ws_compression,
         ws_ping_interval=server.ws_ping_interval,

@@ -56,6 +56,7 @@ MIN_RATE = 10.0  # the lowest a ramp falls back to
 MAX_RATE = 200_000.0  # ticks/s produced: 20 M delivered with the default workload
 QUIET_WAIT_S = 10.0  # at most this long before a step for other programs to stop using the cores
 QUICK_STEPS = 2
+SKIP_BELOW_CPU = 0.5  # a step using less of the server's core than this lets the ramp skip ahead
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -181,18 +182,34 @@ def run_ramp(kind: ServerKind, rates: list[float],
              below: list[float] | None = None) -> Ramp:
     """Up the rates until the first step that is not sustained (or not trustworthy).
 
-    If even the first rate fails, go down through ``below`` (highest first) until a step holds,
-    so that a slow server still gets a capacity rather than "none".
+    While the server uses under half its core, the ramp skips ahead to at least twice the rate;
+    after a failure it goes back to try the rates it skipped. If even the first rate fails, it
+    goes down through ``below`` (highest first) until a step holds, so that a slow server still
+    gets a capacity rather than "none".
     """
     ramp = Ramp(kind)
-    for rate in rates:
-        if not _attempt(ramp, kind, rate, step):
+    index, good = 0, -1
+    while index < len(rates):
+        if not _attempt(ramp, kind, rates[index], step):
+            for skipped in rates[good + 1:index] if good >= 0 else []:
+                if not _attempt(ramp, kind, skipped, step):
+                    break
             break
+        good = index
+        index = _next(rates, index, ramp.steps[-1].measurement)
     if ramp.best is None:
         for rate in below or []:
             if _attempt(ramp, kind, rate, step):
                 break
     return ramp
+
+
+def _next(rates: list[float], index: int, last: Measurement) -> int:
+    """The next rate to try: the next one, or the first at twice this one if far from the limit."""
+    if last.server_cpu is None or last.server_cpu >= SKIP_BELOW_CPU:
+        return index + 1
+    target = 2 * rates[index]
+    return next((i for i in range(index + 1, len(rates)) if rates[i] >= target), index + 1)
 
 
 def _attempt(ramp: Ramp, kind: ServerKind, rate: float,

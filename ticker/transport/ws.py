@@ -13,19 +13,23 @@ import logging
 import time
 from collections.abc import Callable
 
+import orjson
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ticker.client import Client
 from ticker.hub import Hub
 from ticker.protocol import CLOSE_TRY_AGAIN_LATER
 from ticker.subscriber import Subscriber
+from ticker.transport.origin import OriginPolicy
 
 log = logging.getLogger("ticker.ws")
 
 
 class WebSocketSettings:
     def __init__(self, send_timeout: float, max_lag: int, max_frame_ticks: int,
-                 max_symbols: int) -> None:
+                 max_symbols: int, origins: OriginPolicy | None = None) -> None:
+        self.origins = origins or OriginPolicy(())
         self.send_timeout = send_timeout
         self.max_lag = max_lag
         self.max_frame_ticks = max_frame_ticks
@@ -48,6 +52,8 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
                           on_open: Callable[[], None] | None = None) -> None:
     """One connection's whole life; ``handle`` applies each client message (protocol v1, or v1
     plus the replay controls); ``on_open`` runs once the client is registered with the hub."""
+    if not await check_origin(websocket, settings.origins):
+        return
     await websocket.accept()
     if not hub.ready:
         # A relay node whose feed has not started: nothing to describe in a hello yet.
@@ -86,6 +92,19 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError,
                                  RuntimeError):
             await writer
+
+
+async def check_origin(websocket: WebSocket, origins: OriginPolicy) -> bool:
+    """Refuse a cross-site handshake with 403, before any hub state exists for it."""
+    origin = websocket.headers.get("origin")
+    if origins.allows(origin, websocket.headers.get("host")):
+        return True
+    log.warning("refused a WebSocket from origin %s", origin)
+    await websocket.send_denial_response(Response(
+        orjson.dumps({"type": "error", "code": "forbidden_origin",
+                      "message": f"pages from {origin} may not connect here"}),
+        status_code=403, media_type="application/json"))
+    return False
 
 
 async def _read(websocket: WebSocket, client: Client, handle: Handler) -> None:
