@@ -170,7 +170,7 @@ def test_path_may_be_a_string(tmp_path: Path) -> None:
         pytest.param("[feed]\nsymbols = 0\n", "feed.symbols", id="symbols-0"),
         pytest.param("[feed]\nsymbols = 100001\n", "feed.symbols", id="symbols-too-many"),
         pytest.param("[feed]\nuniverse = []\n", "feed.universe", id="universe-empty"),
-        pytest.param('[broker]\nurl = "redis://localhost"\n', "broker.url", id="broker-url"),
+        pytest.param('[broker]\nurl = "kafka://localhost"\n', "broker.url", id="broker-url"),
         pytest.param("[feed.market]\nmarket_share = 1.0\n", "feed.market.market_share",
                      id="market-share-1"),
         pytest.param("[feed.market]\nsector_share = -0.1\n", "feed.market.sector_share",

@@ -178,7 +178,7 @@ def test_a_new_epoch_resets_history_and_tells_subscribers() -> None:
     assert [m["type"] for m in messages] == ["hello", "snapshot", "ticks"]
     assert messages[0]["epoch"] == "e2"
     assert messages[1] == {"type": "snapshot", "symbol": "AAPL", "epoch": "e2", "reset": True,
-                           "ticks": []}
+                           "seq": 0, "ticks": []}
     assert tick_seqs(messages, "AAPL") == [1]
     (summary,) = [s for s in hub.summaries() if s["symbol"] == "AAPL"]
     assert summary["open"] == 11.0

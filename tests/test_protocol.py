@@ -82,10 +82,10 @@ def test_server_messages_are_valid_json_with_the_contract_fields() -> None:
     hello = orjson.loads(protocol.encode_hello("e1", "simulated", [SymbolInfo("AAPL")]))
     assert hello == {"type": "hello", "version": 1, "epoch": "e1", "feed": "simulated",
                      "symbols": ["AAPL"]}
-    snapshot = orjson.loads(protocol.encode_snapshot("AAPL", "e1", [tick, tick], reset=True))
+    snapshot = orjson.loads(protocol.encode_snapshot("AAPL", "e1", [tick, tick], True, 1042))
     assert snapshot["type"] == "snapshot" and snapshot["symbol"] == "AAPL"
     assert snapshot["reset"] is True and snapshot["ticks"] == [orjson.loads(tick)] * 2
-    assert orjson.loads(protocol.encode_snapshot("AAPL", "e1", [], reset=False))["ticks"] == []
+    assert orjson.loads(protocol.encode_snapshot("AAPL", "e1", [], False, 0))["ticks"] == []
     assert orjson.loads(protocol.encode_ticks([tick])) == {"type": "ticks",
                                                            "ticks": [orjson.loads(tick)]}
     assert orjson.loads(protocol.encode_subscribed(["AAPL"], 1)) == {

@@ -284,7 +284,9 @@ def test_a_recording_feed_passes_batches_through_and_records_them(tmp_path: Path
     inner = SimulatedFeed(STOCKS, PARAMS, 50.0, 7, clock=clock)
     recorder = Recorder(tmp_path, inner.kind, inner.symbols)
     feed = RecordingFeed(inner, recorder)
-    assert feed.kind == "simulated" and tuple(feed.symbols) == INFOS
+    assert feed.kind == "simulated"
+    assert [(s.symbol, s.name, s.sector) for s in feed.symbols] == [
+        (s.symbol, s.name, s.sector) for s in INFOS]
 
     async def consume() -> list[list[Tick]]:
         got = []

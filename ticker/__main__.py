@@ -245,7 +245,7 @@ def _check_broker(config: Config) -> None:
     import logging.config
 
     from ticker.brokers import broker_from_url
-    from ticker.server import log_config
+    from ticker.logs import log_config
 
     logging.config.dictConfig(log_config(config.server.log_level))
 

@@ -13,8 +13,8 @@ import sys
 from ticker.brokers import broker_from_url
 from ticker.config import Config
 from ticker.errors import TickerError
+from ticker.logs import log_config
 from ticker.pump import run_feed
-from ticker.server import log_config
 from ticker.sources import feed_factory_for
 
 log = logging.getLogger("ticker.feed")

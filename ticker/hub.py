@@ -88,7 +88,7 @@ class Hub:
                 if state is None:
                     subscriber.unfollow(symbol)
                     continue
-                subscriber.put_message(encode_snapshot(symbol, self.epoch, (), reset=True))
+                subscriber.put_message(encode_snapshot(symbol, self.epoch, (), True, 0))
                 subscriber.follow(symbol, state.history, 0)
             if state is not None:
                 state.subscribers = subscribers
@@ -123,7 +123,7 @@ class Hub:
         log.warning("%s: seq jumped from %d to %d; subscribers get a reset snapshot", symbol,
                     state.history.last, seq)
         state.history = History(self._history_size)
-        reset = encode_snapshot(symbol, self.epoch, (), reset=True)
+        reset = encode_snapshot(symbol, self.epoch, (), True, seq - 1)
         for subscriber in state.subscribers:
             subscriber.put_message(reset)
             subscriber.follow(symbol, state.history, seq - 1)
@@ -161,7 +161,8 @@ class Hub:
                 continue
             ticks = history.latest(self._snapshot_size)
             first_messages.append(
-                (symbol, encode_snapshot(symbol, self.epoch, ticks, reset=seq is not None)))
+                (symbol, encode_snapshot(symbol, self.epoch, ticks, seq is not None,
+                                         history.last)))
             subscriber.follow(symbol, history, history.last, max_rate)
         return first_messages
 

@@ -193,8 +193,11 @@ def encode_ticks(encoded_ticks: Sequence[bytes]) -> bytes:
     return TICKS_PREFIX + b",".join(encoded_ticks) + TICKS_SUFFIX
 
 
-def encode_snapshot(symbol: str, epoch: str, encoded_ticks: Iterable[bytes], reset: bool) -> bytes:
-    head = {"type": "snapshot", "symbol": symbol, "epoch": epoch, "reset": reset}
+def encode_snapshot(symbol: str, epoch: str, encoded_ticks: Iterable[bytes], reset: bool,
+                    seq: int) -> bytes:
+    """``seq`` is where the snapshot leaves the client: the next tick of the symbol is seq + 1
+    (it tells a client where a stream continues even when the snapshot holds no tick)."""
+    head = {"type": "snapshot", "symbol": symbol, "epoch": epoch, "reset": reset, "seq": seq}
     return orjson.dumps(head)[:-1] + b',"ticks":[' + b",".join(encoded_ticks) + b"]}"
 
 

@@ -161,3 +161,4 @@ class _Controls:
             self.feed.seek(ts if isinstance(ts, str) else float(ts))
             if self.ended.is_set():
                 self.restart.set()  # after the end, a seek plays again from there
+                self.ended.clear()

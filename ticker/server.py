@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 
 from ticker.app import Node
 from ticker.config import Config, ServerConfig
+from ticker.logs import log_config
 
 log = logging.getLogger("ticker.server")
 
@@ -82,14 +83,6 @@ def uvicorn_config(app: Starlette, server: ServerConfig, **extra: Any) -> uvicor
         lifespan="on",
         **extra,
     )
-
-
-def log_config(level: str) -> dict[str, Any]:
-    config: dict[str, Any] = dict(uvicorn.config.LOGGING_CONFIG)
-    config["loggers"] = dict(config["loggers"])
-    config["loggers"]["ticker"] = {"handlers": ["default"], "level": level.upper(),
-                                   "propagate": False}
-    return config
 
 
 def serve(app: Starlette, server: ServerConfig) -> None:

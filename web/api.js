@@ -30,3 +30,13 @@ export async function fetchBars(symbol, interval, limit) {
     throw error;
   }
 }
+
+// [{name, size, first_ts, last_ts, symbols, tick_count}], in time order: the server's recordings.
+export function fetchRecordings() {
+  return getJson("api/recordings");
+}
+
+// {status, epoch, feed, ...}: which feed runs (a poller has no hello to say so).
+export function fetchReady() {
+  return getJson("readyz");
+}

@@ -1,73 +1,71 @@
 // The dashboard's entry point: reads the view from the URL, wires the connection to the store,
 // the store to the watchlist and the charts, and keeps the URL in step with what is on screen so
-// that a link reproduces the view (?symbols=AAPL,MSFT&view=candles&interval=5s&window=5m).
+// that a link reproduces the view (see url-state.js).
+//
+// Two modes, chosen by the URL when the page loads: live (the market, over WebSocket, SSE or long
+// polling) and replay (?replay=NAME: a recording, over /ws/replay). Switching mode loads the page
+// afresh, so replayed data can never mix with live data. Both feed the same store, watchlist and
+// charts; in replay the chart history comes from the replayed ticks (local-bars.js), not from the
+// live server's /api/bars.
 
 import { fetchBars, fetchSymbols } from "./api.js";
 import { ChartGrid } from "./charts.js";
-import { INTERVALS, PENDING_CAP, WINDOWS } from "./figure.js";
+import { PENDING_CAP } from "./figure.js";
 import { Connection } from "./connection.js";
+import { LocalBars } from "./local-bars.js";
 import { subscribe, unsubscribe } from "./protocol.js";
+import { RecordingMenu } from "./recordings.js";
+import { ReplayControls, readReplayParams } from "./replay.js";
 import { SymbolSearch } from "./search.js";
 import { StatusBar } from "./status.js";
 import { Store } from "./store.js";
 import { colors, initTheme } from "./theme.js";
+import { readTransport, readView, replaceQuery, viewQuery } from "./url-state.js";
 import { Watchlist } from "./watchlist.js";
 
 const DEFAULT_SYMBOLS = ["AAPL", "MSFT", "NVDA", "TSLA"];
 const MAX_CHARTS = 12;
-const VIEWS = ["line", "candles"];
-const DEFAULTS = { view: "line", interval: "5s", window: "5m" };
-const SYMBOL = /^[A-Z0-9][A-Z0-9.-]{0,15}$/;
 
 const $ = (selector) => document.querySelector(selector);
 
 // -- URL state ------------------------------------------------------------------------------------
 
-function readUrl() {
-  const params = new URLSearchParams(location.search);
-  const pick = (key, allowed) => {
-    const value = params.get(key);
-    return allowed.includes(value) ? value : DEFAULTS[key];
-  };
-  const settings = {
-    view: pick("view", VIEWS),
-    interval: pick("interval", Object.keys(INTERVALS)),
-    window: pick("window", Object.keys(WINDOWS)),
-  };
-  // No "symbols" at all means the default selection; "symbols=" (empty) means none.
-  const raw = params.get("symbols");
-  const symbols = raw === null ? null
-    : [...new Set(raw.split(",").map((s) => s.trim().toUpperCase()).filter((s) => SYMBOL.test(s)))];
-  return { settings, symbols };
-}
+const params = new URLSearchParams(location.search);
+const initial = readView(params);
+const replayParams = readReplayParams(params);
+const forcedTransport = replayParams ? null : readTransport(params);
 
 function writeUrl() {
-  // Built by hand: URLSearchParams would escape the commas (symbols=AAPL%2CMSFT).
-  const query = `?symbols=${selection.join(",")}&view=${settings.view}`
-    + `&interval=${settings.interval}&window=${settings.window}`;
-  if (query !== location.search) history.replaceState(null, "", query + location.hash);
+  const mode = replay ? `${replay.urlParams()}&` : "";
+  const transport = forcedTransport ? `&transport=${forcedTransport}` : "";
+  replaceQuery(`?${mode}${viewQuery(selection, settings)}${transport}`);
 }
 
 // -- state ----------------------------------------------------------------------------------------
 
-const initial = readUrl();
 const settings = { ...initial.settings };
+let universe = []; // every symbol of the feed, from the last hello
 let selection = []; // chart symbols, in display order; set on the first hello
 let started = false;
 let chartedOnly = false; // the server refused the whole universe: subscribe to charted symbols
 let paused = false;
 const names = new Map(); // symbol -> company name, from /api/symbols
 
+const localBars = replayParams ? new LocalBars() : null; // the replay's chart history
+
 const store = new Store({
+  replay: Boolean(replayParams),
   onTick(tick) {
+    localBars?.add(tick);
     watchlist.mark(tick.symbol);
     grid.push(tick);
     wake();
   },
   onReset(symbol) {
+    localBars?.reset(symbol, store.since(symbol));
     watchlist.mark(symbol);
     grid.reset(symbol);
-    if (store.get(symbol).open === null) refreshSymbolsSoon();
+    if (!replay && store.get(symbol).open === null) refreshSymbolsSoon();
     wake();
   },
   onGap(symbol) {
@@ -75,9 +73,14 @@ const store = new Store({
   },
 });
 
-const connection = new Connection(socketUrl(), {
+const connection = new Connection({
+  // Replay is served over WebSocket only; live falls back to SSE, then long polling.
+  transports: replayParams ? ["ws"] : forcedTransport ? [forcedTransport] : ["ws", "sse", "poll"],
+  wsPath: () => (replay ? replay.socketPath() : "ws"),
+  subscription: wantedSymbols,
   onOpen(hello) {
-    if (store.hello(hello)) refreshSymbolsSoon(0); // a new feed run: new opens
+    newRun(hello);
+    universe = hello.symbols;
     watchlist.setSymbols(hello.symbols);
     if (!search.entries.length) {
       search.setEntries(hello.symbols.map((symbol) => ({ symbol, name: "" }))); // names follow
@@ -87,11 +90,17 @@ const connection = new Connection(socketUrl(), {
     // Charted symbols first, so their snapshots come first; the rest feed the watchlist.
     if (chartedOnly) subscribeAll(selection, CHARTED);
     else subscribeAll([...new Set([...selection, ...hello.symbols])]);
+    replay?.connected();
   },
   onMessage(message) {
     switch (message.type) {
-      case "hello": // again on a live connection when the feed restarts
-        if (store.hello(message)) refreshSymbolsSoon(0);
+      case "hello": // again on a live connection when the feed restarts, or a replay seeks
+        newRun(message);
+        replay?.message(message);
+        break;
+      case "replay":
+      case "replay_end":
+        replay?.message(message);
         break;
       case "ticks": store.ticks(message); break;
       case "snapshot": store.snapshot(message); break;
@@ -115,17 +124,41 @@ const connection = new Connection(socketUrl(), {
   },
 });
 
+const replay = replayParams && new ReplayControls($(".replaybar"), {
+  ...replayParams,
+  send: (command) => connection.send(command),
+  position: () => store.newestTs,
+  onChange: () => writeUrl(),
+  onState: () => status.render(),
+  onSwitch: (name) => location.assign(replayHref(name, replay.speed)),
+  onLive: () => location.assign(`?${viewQuery(selection, settings)}`),
+});
 const watchlist = new Watchlist($(".wl"), { store, onPick: pickSymbol });
 const search = new SymbolSearch($("#search"), $("#suggestions"), { onPick: pickSymbol });
 const grid = new ChartGrid($("#charts"), {
-  store, settings: { ...settings }, colors: colors(), wake,
-  api: { bars: fetchBars },
+  store, settings: { ...settings }, colors: colors(), wake, replay: Boolean(replay),
+  api: { bars: localBars ? (...args) => localBars.bars(...args) : fetchBars },
   onRemove: (symbol) => setSelection(selection.filter((s) => s !== symbol)),
   onResync: (symbols) => resync(symbols, true),
 });
 const status = new StatusBar($(".status"), {
-  connection, store, onRetry: () => connection.reconnectNow(), titleSymbol: () => selection[0],
+  connection, store, replay, onRetry: () => connection.reconnectNow(),
+  titleSymbol: () => selection[0],
 });
+if (!replay) {
+  new RecordingMenu($(".replay-open"), $(".replay-menu"), { href: (name) => replayHref(name) });
+}
+
+function replayHref(name, speed = "10") {
+  return `?replay=${encodeURIComponent(name)}&speed=${speed}&${viewQuery(selection, settings)}`;
+}
+
+// The first hello of a connection, or a later one: a new run drops what was held.
+function newRun(hello) {
+  if (!store.hello(hello)) return;
+  localBars?.clear();
+  refreshSymbolsSoon(0); // new opens (live)
+}
 
 const ALL = "all"; // request ids, to tell which subscribe an error is about
 const CHARTED = "charted";
@@ -135,10 +168,13 @@ function subscribeAll(symbols, id = ALL) {
   if (symbols.length) connection.send(subscribe(symbols, resume ? { id, resume } : { id }));
 }
 
-function socketUrl() {
-  const url = new URL("ws", location.href);
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  return url.href;
+// What to ask for over transports that carry the subscription in the URL (SSE, long polling):
+// the charted symbols first (their snapshots come first), then the rest for the watchlist.
+async function wantedSymbols() {
+  if (!universe.length) universe = (await fetchSymbols()).map((row) => row.symbol);
+  const charted = (started ? selection : initial.symbols ?? DEFAULT_SYMBOLS)
+    .filter((s) => universe.includes(s));
+  return chartedOnly ? charted : [...new Set([...charted, ...universe])];
 }
 
 function start(available) {
@@ -211,9 +247,12 @@ async function refreshSymbols() {
     names.set(row.symbol, row.name);
     watchlist.setName(row.symbol, row.name);
     const held = store.get(row.symbol);
-    if (held && row.open !== null) held.open = row.open;
+    // The live market's opens; a replay's are its own first trades (see Store).
+    if (held && row.open !== null && !replay) held.open = row.open;
   }
-  search.setEntries(rows.map(({ symbol, name }) => ({ symbol, name })));
+  // The feed's own symbols: a recording's may be a few of the live ones, or others entirely.
+  const searchable = universe.length ? universe : rows.map((row) => row.symbol);
+  search.setEntries(searchable.map((symbol) => ({ symbol, name: names.get(symbol) ?? "" })));
   for (const [symbol, chart] of grid.charts) {
     chart.setName(names.get(symbol) ?? "");
     chart.quoteDirty = true; // the open may have changed
@@ -246,7 +285,7 @@ document.addEventListener("visibilitychange", () => {
 // -- controls -------------------------------------------------------------------------------------
 
 function renderControls() {
-  for (const group of document.querySelectorAll(".seg")) {
+  for (const group of document.querySelectorAll(".seg[data-setting]")) {
     const key = group.dataset.setting;
     for (const button of group.querySelectorAll("button")) {
       button.setAttribute("aria-pressed", String(button.dataset.value === settings[key]));
@@ -259,7 +298,7 @@ function renderControls() {
   document.body.classList.toggle("is-paused", paused);
 }
 
-for (const group of document.querySelectorAll(".seg")) {
+for (const group of document.querySelectorAll(".seg[data-setting]")) {
   group.addEventListener("click", (event) => {
     const button = event.target.closest("button");
     if (!button || settings[group.dataset.setting] === button.dataset.value) return;
@@ -283,7 +322,8 @@ $(".follow").addEventListener("click", () => grid.followAll());
 addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
   if (event.target.closest("input, textarea, select")) return;
-  if (event.key === "p") setPaused(!paused);
+  if (event.key === "p" && replay) replay.togglePlay();
+  else if (event.key === "p") setPaused(!paused);
   else if (event.key === "l") grid.followAll();
 });
 
@@ -300,7 +340,10 @@ function toast(text) {
 
 // A read-only window into the live state, for tests and for a curious trader's console.
 window.tickerDebug = Object.freeze({
+  get mode() { return replay ? "replay" : "live"; },
   get state() { return connection.state; },
+  get transport() { return connection.kind; },
+  get replay() { return replay ? replay.debug() : null; },
   get epoch() { return store.epoch; },
   get lastSeq() { return store.lastSeqs(); },
   get duplicates() { return store.counts.duplicates; },
@@ -316,7 +359,20 @@ window.tickerDebug = Object.freeze({
   get frames() { return grid.frames; },
   get drawMs() { return grid.drawMs; },
   get redraw() { return { ms: grid.redrawMs, everyMs: grid.interval }; },
+  recent(symbol) { return store.since(symbol).map((t) => ({ seq: t.seq, ts: t.ts })); },
 });
 
+document.body.classList.toggle("replay-mode", Boolean(replay));
+if (replay) {
+  $(".follow").textContent = "Follow";
+  $(".follow").title = "Return every chart to the newest trade played (L)";
+  $(".wl-title small").textContent = "change since the first trade played";
+}
 renderControls();
-connection.start();
+if (replay) replay.load().then((found) => found && connection.start());
+else connection.start();
+
+// The watchlist sticks below the header, whose height depends on the mode and the width.
+new ResizeObserver(([entry]) => {
+  document.documentElement.style.setProperty("--head-h", `${entry.target.offsetHeight}px`);
+}).observe($(".masthead"));

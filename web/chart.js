@@ -25,8 +25,9 @@ const PLOT_CONFIG = {
 };
 
 export class Chart {
-  constructor(symbol, { name, store, api, settings, colors, onRemove, wake }) {
+  constructor(symbol, { name, store, api, settings, colors, onRemove, wake, replay = false }) {
     this.symbol = symbol;
+    this.replay = replay; // a recording: "Follow" rather than "Live", and a watermark
     this.wake = wake; // asks the grid for an animation frame
     this.store = store;
     this.api = api;
@@ -48,7 +49,7 @@ export class Chart {
     this._plotted = false;
     this._drawing = false; // Plotly.react under way: no flush until it is done
     this._retry = 0;
-    this.el = buildCard(symbol, name, onRemove, () => this.setFollow(true));
+    this.el = buildCard(symbol, name, onRemove, () => this.setFollow(true), replay);
     this.gd = this.el.querySelector(".plot");
     this._px = this.el.querySelector(".px");
     this._chg = this.el.querySelector(".chg");
@@ -64,7 +65,8 @@ export class Chart {
   push(tick) {
     this.quoteDirty = true;
     if (this.state !== "live") return;
-    if (tick.seq !== this.lastSeq + 1) this.seqGaps += 1;
+    // From nothing held, a replay's run may start at any seq (the store checked it).
+    if (this.lastSeq && tick.seq !== this.lastSeq + 1) this.seqGaps += 1;
     this.lastSeq = tick.seq;
     if (this.pending.length >= PENDING_CAP) {
       this.pending = [];
@@ -112,7 +114,12 @@ export class Chart {
       ? { x: first.x, open: first.open, high: first.high, low: first.low, close: first.close,
           volume: second.y, colors: second.marker.color }
       : { x: first.x, y: first.y };
-    this._draw(data).then(() => this._markDirty());
+    // Redecorated (line colour, price tag) at the next frame, which must be asked for: a paused
+    // replay or a quiet market sends no tick that would ask for it.
+    this._draw(data).then(() => {
+      this._markDirty();
+      this.wake();
+    });
   }
 
   setFollow(follow) {
@@ -259,6 +266,8 @@ export class Chart {
       xref: "paper", x: 1, xanchor: "left", yref: "y", y: last, text: fmtPrice(last),
       showarrow: false, bgcolor: colour, borderpad: 2, font: { color: c.tagText, size: 10 },
     }];
+    // Even a chart cropped out of a screenshot says it is not the live market.
+    if (this.replay) layout.annotations.push(REPLAY_MARK(c));
     layout.shapes = held?.open ? [{
       type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: held.open, y1: held.open,
       line: { color: c.muted, width: 1, dash: "dot" }, layer: "below",
@@ -320,7 +329,12 @@ export class Chart {
   }
 }
 
-function buildCard(symbol, name, onRemove, onLive) {
+const REPLAY_MARK = (c) => ({
+  xref: "paper", yref: "paper", x: 0.5, y: 0.5, text: "REPLAY", showarrow: false,
+  font: { size: 44, color: c.replay, family: c.font }, opacity: 0.13,
+});
+
+function buildCard(symbol, name, onRemove, onLive, replay) {
   const el = document.createElement("article");
   el.className = "chart";
   el.dataset.symbol = symbol;
@@ -329,13 +343,16 @@ function buildCard(symbol, name, onRemove, onLive) {
       <span class="sym"></span><span class="name"></span>
       <span class="quote"><span class="px num"></span><span class="chg num"></span></span>
       <span class="chart-note"></span>
-      <button type="button" class="live" aria-pressed="true"
-        title="Follow live: keep the newest data at the right edge (or double-click the chart)"
-        >Live</button>
+      <button type="button" class="live" aria-pressed="true"></button>
       <button type="button" class="remove" title="Remove this chart">\u00D7</button>
     </header>
     <div class="plot"></div>`;
   el.querySelector(".sym").textContent = symbol;
+  const live = el.querySelector(".live");
+  live.textContent = replay ? "Follow" : "Live";
+  live.title = replay
+    ? "Follow playback: keep the newest trade played at the right edge (or double-click the chart)"
+    : "Follow live: keep the newest data at the right edge (or double-click the chart)";
   el.querySelector(".name").textContent = name;
   el.querySelector(".remove").setAttribute("aria-label", `Remove ${symbol}`);
   el.querySelector(".remove").addEventListener("click", () => onRemove(symbol));

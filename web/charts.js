@@ -16,9 +16,9 @@ const MIN_REDRAW_MS = 50;
 const MAX_REDRAW_MS = 1_000;
 
 export class ChartGrid {
-  constructor(container, { store, api, settings, colors, onRemove, onResync, wake }) {
+  constructor(container, { store, api, settings, colors, onRemove, onResync, wake, replay }) {
     this.container = container;
-    this.deps = { store, api, onRemove, wake };
+    this.deps = { store, api, onRemove, wake, replay };
     this.store = store;
     this.wake = wake; // (re)schedules frame() when something became drawable
     this.settings = settings;

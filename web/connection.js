@@ -1,15 +1,22 @@
-// One WebSocket to /ws that keeps itself alive: reconnects with exponential backoff and jitter,
-// pings to measure the round trip (and to notice a dead link that never closes), and stops for
-// good on a terminal close code. What to subscribe to, and from which seq, is the app's business:
-// this module only reports "open", each message, and state changes.
+// The page's link to the server, whatever carries it. Transports are tried in order (WebSocket,
+// then SSE, then long polling) until one says hello; the one that worked is tried first from then
+// on. A link that worked and dropped is retried with exponential backoff and jitter; a round in
+// which every transport failed backs off too. The transports themselves (ws-transport.js,
+// sse-transport.js, poll-transport.js) are thin adapters: each turns its wire into the protocol
+// v1 messages the app already handles, and takes the app's v1 commands.
 
-import { PROTOCOL_VERSION, isTerminalClose, ping } from "./protocol.js";
+import { PROTOCOL_VERSION, isTerminalClose } from "./protocol.js";
+import { PollTransport } from "./poll-transport.js";
+import { SseTransport } from "./sse-transport.js";
+import { WsTransport } from "./ws-transport.js";
 
 export const BACKOFF_MIN_MS = 500;
 export const BACKOFF_MAX_MS = 20_000;
-const PING_EVERY_MS = 5_000;
-const PONG_TIMEOUT_MS = 12_000; // two pings unanswered: the link is dead, whatever TCP says
 const STABLE_AFTER_MS = 5_000; // a connection that lasts this long resets the backoff
+const RTT_SAMPLES = 8;
+
+export const TRANSPORTS = Object.freeze({ ws: WsTransport, sse: SseTransport, poll: PollTransport });
+export const TRANSPORT_NAMES = Object.freeze({ ws: "WS", sse: "SSE", poll: "polling" });
 
 // Delay before reconnect attempt `attempt` (0-based): doubling from 0.5 s to 20 s, each scaled by
 // a random 0.75-1.25 so that many tabs dropped by one server restart do not return in lock-step.
@@ -20,26 +27,31 @@ export function backoffDelay(attempt, random = Math.random) {
 
 export class Connection {
   // state: "connecting" (first attempt) | "connected" (hello received) | "reconnecting" (waiting
-  // for the next attempt, see retryAt) | "offline" (terminal close: no automatic retry).
-  constructor(url, { onOpen, onMessage, onState }) {
-    this.url = url;
+  // for the next attempt, see retryAt; 0 while a transport retries by itself) | "offline"
+  // (terminal close: no automatic retry).
+  // options: transports (kinds in order of preference), wsPath () => path of the WebSocket,
+  // subscription async () => symbols, for transports whose subscription is in the URL.
+  constructor({ transports, wsPath, subscription, onOpen, onMessage, onState }) {
+    this.order = transports;
+    this.options = { wsPath, subscription, memo: {} };
     this.onOpen = onOpen;
     this.onMessage = onMessage;
     this.onState = onState;
     this.state = "connecting";
     this.reason = "";
+    this.kind = transports[0]; // the transport in use, or being tried
     this.attempt = 0;
     this.retryAt = 0; // performance.now() of the next attempt while reconnecting
-    this.rttMs = null;
+    this.rttMs = null; // null: not measured on this transport (SSE)
     this.clockOffsetMs = 0; // server clock minus ours, from the best (lowest RTT) recent pong
     this.reconnects = 0;
-    this._ws = null;
+    this._transport = null;
+    this._index = 0; // position in `order` of the transport being tried
+    this._preferred = 0; // the last transport that said hello
+    this._tried = 0; // transports that failed before their hello in this round
     this._retryTimer = 0;
-    this._pingTimer = 0;
     this._stableTimer = 0;
-    this._pings = new Map(); // ping id -> performance.now() when sent
-    this._nextPingId = 1;
-    this._offsets = []; // [rtt, offset] of the last few pongs
+    this._rtts = []; // [rtt, offset or null] of the last few samples
     this._everConnected = false;
     addEventListener("online", () => this.state === "reconnecting" && this.reconnectNow());
   }
@@ -48,10 +60,9 @@ export class Connection {
     this._connect();
   }
 
-  send(message) {
-    if (!this._ws || this._ws.readyState !== WebSocket.OPEN) return false;
-    this._ws.send(JSON.stringify(message));
-    return true;
+  // A protocol v1 command; false when it could not be sent (no link, or not for this transport).
+  send(command) {
+    return this._transport ? this._transport.send(command) : false;
   }
 
   get connected() {
@@ -62,32 +73,33 @@ export class Connection {
   // terminal close.
   reconnectNow() {
     clearTimeout(this._retryTimer);
-    if (this._ws) return;
+    if (this._transport) return;
     this._connect();
   }
 
   _connect() {
-    this._setState(this._everConnected ? "reconnecting" : "connecting", this.reason);
     this.retryAt = 0;
-    const ws = new WebSocket(this.url);
-    this._ws = ws;
-    ws.onopen = () => {
-      this._pings.clear();
-      this._pingTimer = setInterval(() => this._ping(), PING_EVERY_MS);
-      this._stableTimer = setTimeout(() => { this.attempt = 0; }, STABLE_AFTER_MS);
+    this._setState(this._everConnected ? "reconnecting" : "connecting", this.reason);
+    this.kind = this.order[this._index];
+    this.rttMs = null;
+    this._rtts = [];
+    // Callbacks bound to this one transport: whatever an abandoned one still reports is ignored.
+    let transport = null;
+    const current = () => transport !== null && transport === this._transport;
+    const events = {
+      message: (message) => current() && this._receive(message),
+      // An EventSource retrying by itself: say so, without a countdown (the browser picks it).
+      retrying: (reason) => current() && this.state === "connected"
+        && this._setState("reconnecting", reason),
+      closed: (code, reason) => current() && this._closed(transport, code, reason),
+      rtt: (ms, serverTs) => current() && this._rtt(ms, serverTs),
     };
-    ws.onmessage = (event) => this._receive(event.data);
-    ws.onclose = (event) => this._closed(ws, event.code, event.reason);
-    // onerror carries no detail; onclose always follows it.
+    transport = new TRANSPORTS[this.kind](this.options, events);
+    this._transport = transport;
+    transport.open();
   }
 
-  _receive(data) {
-    let message;
-    try {
-      message = JSON.parse(data);
-    } catch {
-      return; // the server only sends JSON; a broken frame is not worth dropping the link
-    }
+  _receive(message) {
     if (message.type === "hello" && this.state !== "connected") {
       if (message.version !== PROTOCOL_VERSION) {
         this._stop(`server speaks protocol v${message.version}, this page v${PROTOCOL_VERSION}`);
@@ -95,60 +107,45 @@ export class Connection {
       }
       if (this._everConnected) this.reconnects += 1;
       this._everConnected = true;
+      this._preferred = this._index;
+      this._tried = 0;
       this.reason = "";
+      clearTimeout(this._stableTimer);
+      this._stableTimer = setTimeout(() => { this.attempt = 0; }, STABLE_AFTER_MS);
       this._setState("connected");
       this.onOpen(message);
-      this._ping(); // measure the round trip right away rather than in 5 s
     }
-    if (message.type === "pong") this._pong(message);
     this.onMessage(message);
   }
 
-  _ping() {
-    const now = performance.now();
-    for (const sent of this._pings.values()) {
-      if (now - sent > PONG_TIMEOUT_MS) {
-        this._drop(this._ws, "no answer to ping");
-        return;
-      }
-    }
-    const id = this._nextPingId++;
-    if (this.send(ping(id))) this._pings.set(id, now);
+  _rtt(ms, serverTs) {
+    this.rttMs = ms;
+    this._rtts.push([ms, serverTs === undefined ? null : serverTs - (Date.now() - ms / 2)]);
+    if (this._rtts.length > RTT_SAMPLES) this._rtts.shift();
+    // The server stamped its answer about half a round trip ago; trust the quickest sample.
+    const timed = this._rtts.filter((s) => s[1] !== null);
+    if (timed.length) this.clockOffsetMs = timed.reduce((a, b) => (b[0] < a[0] ? b : a))[1];
   }
 
-  _pong(message) {
-    const sent = this._pings.get(message.id);
-    if (sent === undefined) return;
-    this._pings.delete(message.id);
-    const now = performance.now();
-    this.rttMs = now - sent;
-    // The server stamped the pong about half a round trip ago.
-    const offset = message.ts - (Date.now() - this.rttMs / 2);
-    this._offsets.push([this.rttMs, offset]);
-    if (this._offsets.length > 8) this._offsets.shift();
-    this.clockOffsetMs = this._offsets.reduce((best, s) => (s[0] < best[0] ? s : best))[1];
-  }
-
-  // A link that went quiet: stop listening to it and reconnect now, without waiting for a close
-  // handshake that may never come.
-  _drop(ws, reason) {
-    if (ws !== this._ws) return;
-    ws.onclose = ws.onmessage = null;
-    ws.close();
-    this._closed(ws, 1006, reason);
-  }
-
-  _closed(ws, code, reason) {
-    if (ws !== this._ws) return;
-    this._ws = null;
-    clearInterval(this._pingTimer);
+  _closed(transport, code, reason) {
+    this._transport = null;
     clearTimeout(this._stableTimer);
-    this._pings.clear();
     this.lastClose = { code, reason };
     if (isTerminalClose(code)) {
       this._stop(`closed by the server (${code}${reason ? `: ${reason}` : ""})`);
       return;
     }
+    const name = TRANSPORT_NAMES[this.kind];
+    if (!transport.greeted && ++this._tried < this.order.length) {
+      // Refused before its hello (blocked by a proxy, or not served): the next transport, now.
+      this._index = (this._index + 1) % this.order.length;
+      this.reason = `${name} failed${reason ? ` (${reason})` : ""}; trying `
+        + `${TRANSPORT_NAMES[this.order[this._index]]}`;
+      this._connect();
+      return;
+    }
+    this._tried = 0;
+    this._index = this._preferred;
     const delay = backoffDelay(this.attempt);
     this.attempt += 1;
     this.retryAt = performance.now() + delay;
@@ -157,12 +154,12 @@ export class Connection {
   }
 
   _stop(reason) {
-    if (this._ws) {
-      this._ws.onclose = this._ws.onmessage = null;
-      this._ws.close();
-      this._ws = null;
+    if (this._transport) {
+      const transport = this._transport;
+      this._transport = null;
+      transport.close();
     }
-    clearInterval(this._pingTimer);
+    clearTimeout(this._stableTimer);
     this.retryAt = 0;
     this._setState("offline", reason);
   }

@@ -48,3 +48,29 @@ export function sessionChange(last, open) {
   const delta = last - open;
   return { change: delta, pct: (100 * delta) / open, dir: direction(Math.round(delta * 100)) };
 }
+
+// Recorded times, in the trader's local time: the date matters in a replay, so it is shown.
+const dateTime = new Intl.DateTimeFormat("en-US", {
+  month: "short", day: "numeric", year: "numeric", hour: "2-digit", minute: "2-digit",
+  second: "2-digit", hourCycle: "h23",
+});
+const clock = new Intl.DateTimeFormat("en-US", {
+  hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+});
+
+export function fmtDateTime(ms) {
+  return ms === null || ms === undefined ? DASH : dateTime.format(ms);
+}
+
+export function fmtClock(ms) {
+  return ms === null || ms === undefined ? DASH : clock.format(ms);
+}
+
+// 42 s, 5 min 30 s, 6 h 30 min: how long a recording lasts.
+export function fmtDuration(ms) {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return s % 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s / 60} min`;
+  const m = Math.round(s / 60);
+  return m % 60 ? `${Math.floor(m / 60)} h ${m % 60} min` : `${m / 60} h`;
+}

@@ -1,18 +1,34 @@
 // The connection indicator and the live numbers beside it, redrawn four times a second (they are
-// read by eye; per-frame updates would only cost CPU): state with the reconnect countdown, the
-// ping round trip, the age of the newest tick (corrected for the server's clock) and ticks/s.
+// read by eye; per-frame updates would only cost CPU): state with the reconnect countdown and the
+// transport in use, the round trip, the age of the newest tick (corrected for the server's clock)
+// and ticks/s. In replay mode the indicator says playing / paused / ended instead of live: the
+// newest tick is hours old by design, so neither "stale" nor its age mean anything there.
 
+import { TRANSPORT_NAMES } from "./connection.js";
 import { arrow, fmtPct, fmtPrice, sessionChange } from "./format.js";
+
+const TRANSPORT_TITLES = {
+  ws: "WebSocket", sse: "Server-Sent Events (WebSocket unavailable)",
+  poll: "long polling (WebSocket and SSE unavailable)",
+};
+const RTT_TITLES = {
+  ws: "Round trip to the server (ping every 5 s)",
+  sse: "Not measured over SSE (no way to ping)",
+  poll: "Round trip of the quickest recent poll",
+};
 
 const STALE_AFTER_MS = 5_000; // connected but nothing for this long: say so
 
 export class StatusBar {
-  constructor(root, { connection, store, onRetry, titleSymbol }) {
+  constructor(root, { connection, store, replay, onRetry, titleSymbol }) {
     this.connection = connection;
     this.store = store;
+    this.replay = replay; // the replay controls, or null when live
     this.titleSymbol = titleSymbol; // () => the symbol whose price the tab title shows
     this.pill = root.querySelector(".conn");
     this.label = root.querySelector(".conn-label");
+    this.via = root.querySelector(".conn-via");
+    this.rttMetric = root.querySelector(".rtt-metric");
     this.retry = root.querySelector(".retry");
     this.rtt = root.querySelector(".rtt");
     this.age = root.querySelector(".age");
@@ -38,7 +54,10 @@ export class StatusBar {
     let text;
     const newest = this.store.newestTs;
     const ageMs = newest ? Date.now() + conn.clockOffsetMs - newest : null;
-    if (state === "connected") {
+    if (state === "connected" && this.replay) {
+      state = "replay";
+      text = this.replay.label();
+    } else if (state === "connected") {
       text = "live";
       if (ageMs !== null && ageMs > STALE_AFTER_MS) {
         state = "stale";
@@ -54,11 +73,16 @@ export class StatusBar {
       text = "offline";
     }
     this.pill.dataset.state = state;
+    this.pill.dataset.transport = conn.kind;
     this.label.textContent = text;
-    this.pill.title = conn.reason ? `${text}: ${conn.reason}` : text;
+    const up = state === "connected" || state === "stale";
+    this.via.textContent = up ? TRANSPORT_NAMES[conn.kind] : "";
+    const over = `${text} over ${TRANSPORT_TITLES[conn.kind]}`;
+    this.pill.title = conn.reason ? `${over}: ${conn.reason}` : over;
+    this.rttMetric.title = RTT_TITLES[conn.kind];
     const waiting = conn.state === "reconnecting" && conn.retryAt > 0;
     this.retry.hidden = !(conn.state === "offline" || waiting);
-    this.rtt.textContent = conn.rttMs === null || (state !== "connected" && state !== "stale")
+    this.rtt.textContent = conn.rttMs === null || !(up || state === "replay")
       ? "\u2014" : `${conn.rttMs < 10 ? conn.rttMs.toFixed(1) : Math.round(conn.rttMs)} ms`;
     this.age.textContent = ageMs === null ? "\u2014" : formatAge(ageMs);
     this.age.classList.toggle("warn", ageMs !== null && ageMs > STALE_AFTER_MS);
@@ -76,7 +100,8 @@ export class StatusBar {
       const change = pct === null ? "" : ` ${arrow(dir)}${fmtPct(pct)}`;
       title = `${held.symbol} ${fmtPrice(held.last.price)}${change} \u00B7 ticker`;
     }
-    if (state !== "connected") title = `(${state}) ${title}`;
+    if (this.replay) title = `REPLAY \u00B7 ${title}`;
+    else if (state !== "connected") title = `(${state}) ${title}`;
     if (document.title !== title) document.title = title;
   }
 }

@@ -44,6 +44,7 @@ export function colors() {
     fg: get("--fg"), muted: get("--muted"), grid: get("--grid"), border: get("--border"),
     panel: get("--panel"), accent: get("--accent"), up: get("--up"), down: get("--down"),
     upVolume: get("--up-volume"), downVolume: get("--down-volume"), tagText: get("--tag-text"),
+    replay: get("--replay"),
     font: get("--font"),
   };
 }

@@ -57,8 +57,12 @@ async def serve_poll(request: Request, hub: Hub, settings: PollSettings) -> Resp
             return error(503, "going_away", "the server is shutting down: poll again (another "
                          "server, or this one once back) with the same cursor")
         ticks = [tick for _, _, encoded in runs for tick in encoded]
-        head = {"cursor": encode_cursor(hub.epoch, symbols, subscriber.positions()),
-                "epoch": hub.epoch, "reset": resume is not None and bool(snapshots)}
+        head: dict[str, object] = {
+            "cursor": encode_cursor(hub.epoch, symbols, subscriber.positions()),
+            "epoch": hub.epoch, "reset": resume is not None and bool(snapshots)}
+        if resume is None:  # a first poll: what a hello would say
+            head["feed"] = hub.feed
+            head["symbols"] = [info.symbol for info in hub.symbols]
         body = orjson.dumps(head)[:-1]
         if snapshots:
             body += b',"snapshots":[' + b",".join(snapshots) + b"]"

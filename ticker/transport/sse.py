@@ -44,7 +44,9 @@ def serve_sse(request: Request, hub: Hub, settings: SseSettings) -> Response:
     except ProtocolError as problem:
         return error(400, problem.code, problem.message)
     resume = None
-    last_event_id = request.headers.get("last-event-id")
+    # A page that reopens the stream itself cannot set the header: it may pass the id in the URL.
+    last_event_id = request.headers.get("last-event-id",
+                                        request.query_params.get("last_event_id"))
     if last_event_id is not None:
         resume = parse_event_id(last_event_id, symbols) or Resume(
             _NOWHERE, dict.fromkeys(symbols, 0))
@@ -67,7 +69,8 @@ async def _events(hub: Hub, settings: SseSettings, symbols: tuple[str, ...],
             try:
                 await asyncio.wait_for(subscriber.wait(), settings.keepalive)
             except TimeoutError:
-                yield b": keep-alive\n\n"
+                # A comment keeps proxies from timing out; the named event lets a page see it.
+                yield b": keep-alive\nevent: keepalive\ndata: {}\n\n"
                 continue
             chunk = render(hub.epoch, symbols, subscriber, settings.max_frame_ticks)
             if chunk:

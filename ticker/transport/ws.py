@@ -117,15 +117,21 @@ async def _read(websocket: WebSocket, client: Client, handle: Handler) -> None:
 
 
 async def _write(websocket: WebSocket, subscriber: Subscriber, send_timeout: float) -> None:
+    loop = asyncio.get_running_loop()
     while True:
         await subscriber.wait()
-        for frame in subscriber.drain():
-            try:
-                await asyncio.wait_for(websocket.send_text(frame.decode()), send_timeout)
-            except TimeoutError:
-                log.warning("dropping a client that took over %.1f s to accept one frame",
-                            send_timeout)
-                return
+        frames = subscriber.drain()
+        # One deadline per drain, pushed forward per frame: asyncio.wait_for would create a task
+        # for every frame, which is most of the cost of a small send.
+        try:
+            async with asyncio.timeout(send_timeout) as deadline:
+                for frame in frames:
+                    deadline.reschedule(loop.time() + send_timeout)
+                    await websocket.send_text(frame.decode())
+        except TimeoutError:
+            log.warning("dropping a client that took over %.1f s to accept one frame",
+                        send_timeout)
+            return
         request = subscriber.close_request
         if request is not None:
             with contextlib.suppress(TimeoutError):
