@@ -37,7 +37,7 @@ from ticker.subscriber import Close
 from ticker.transport.origin import OriginPolicy
 from ticker.transport.poll import PollSettings, serve_poll
 from ticker.transport.sse import SseSettings, serve_sse
-from ticker.transport.ws import WebSocketSettings, serve_websocket
+from ticker.transport.ws import WebSocketSettings, serve_websocket, watch_stalls
 
 log = logging.getLogger("ticker.app")
 
@@ -54,7 +54,8 @@ class Node:
         self.ws_settings = WebSocketSettings(server.send_timeout, config.max_lag,
                                              server.max_frame_ticks,
                                              server.max_symbols_per_connection,
-                                             OriginPolicy(server.allowed_origins))
+                                             OriginPolicy(server.allowed_origins),
+                                             server.min_frame_interval)
         self.sse_settings = SseSettings(config.max_lag, server.max_frame_ticks,
                                         server.max_symbols_per_connection, server.sse_keepalive)
         self.poll_settings = PollSettings(server.max_symbols_per_connection,
@@ -70,6 +71,7 @@ class Node:
     async def running(self) -> AsyncIterator[None]:
         await self.broker.connect()
         self._spawn(self._listen(), "hub listener")
+        self._spawn(watch_stalls(self.hub, self.config.server.send_timeout), "stall watchdog")
         if self.feed_factory is not None:
             open_feed = self.feed_factory
             if self.config.recordings.record:

@@ -182,6 +182,9 @@ class Hub:
         for subscriber in self._subscribers:
             subscriber.close(request)
 
+    def subscribers(self) -> list[Subscriber]:
+        return list(self._subscribers)
+
     @property
     def connections(self) -> int:
         return len(self._subscribers)

@@ -35,6 +35,7 @@ from ticker.transport.ws import (
     check_origin,
     protocol_v1,
     serve_websocket,
+    watch_stalls,
 )
 
 log = logging.getLogger("ticker.replay")
@@ -67,6 +68,7 @@ async def serve_replay(websocket: WebSocket, settings: ReplaySettings) -> None:
     ended, restart, attached = asyncio.Event(), asyncio.Event(), asyncio.Event()
     listener = asyncio.create_task(_listen(broker, hub))
     player = asyncio.create_task(_play(feed, broker, hub, ended, restart, attached))
+    watchdog = asyncio.create_task(watch_stalls(hub, settings.ws.send_timeout))
     try:
         while not hub.ready:
             if player.done():
@@ -77,9 +79,9 @@ async def serve_replay(websocket: WebSocket, settings: ReplaySettings) -> None:
         controls = _Controls(feed, ended, restart)
         await serve_websocket(websocket, hub, settings.ws, controls.handle, attached.set)
     finally:
-        for task in (player, listener):
+        for task in (player, listener, watchdog):
             task.cancel()
-        for task in (player, listener):
+        for task in (player, listener, watchdog):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

@@ -45,7 +45,7 @@ class Subscriber:
     # A plain list and Future rather than deque and asyncio.Event: each of those allocates about
     # 700 bytes up front, and 10,000 idle connections should stay small.
     __slots__ = ("_cursors", "_frame_ticks", "_max_lag", "_messages", "_waiter", "close_request",
-                 "pending")
+                 "pending", "sending_since", "writer")
 
     def __init__(self, max_lag: int, max_frame_ticks: int) -> None:
         self._cursors: dict[str, _Cursor] = {}
@@ -56,6 +56,10 @@ class Subscriber:
         self._max_lag = max_lag
         self._frame_ticks = max_frame_ticks
         self.close_request: Close | None = None
+        # Set by the transport while a send is in progress (loop time), and the task sending:
+        # one watchdog checks every connection for stalls, instead of a timer per frame.
+        self.sending_since = 0.0
+        self.writer: asyncio.Task[None] | None = None
 
     def follow(self, symbol: str, history: History, after_seq: int,
                max_rate: float = 0.0) -> None:

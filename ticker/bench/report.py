@@ -50,12 +50,18 @@ class Ramp:
     def limited_by_loadgen(self) -> bool:
         return any(not s.verdict.trusted for s in self.steps)
 
+    @property
+    def disturbed(self) -> bool:
+        """Some step failed while other programs used the cores: the capacity may be low."""
+        return any(s.measurement.noisy and not s.verdict.sustained for s in self.steps)
+
     def to_json(self) -> dict[str, Any]:
         best = self.best
         return {"name": self.kind.name, "title": self.kind.title,
                 "capacity_tps": round(self.capacity, 1),
                 "capacity_tick_rate": best.measurement.tick_rate if best else None,
                 "limited_by_load_generator": self.limited_by_loadgen,
+                "disturbed_by_other_programs": self.disturbed,
                 "steps": [s.to_json() for s in self.steps]}
 
 
@@ -126,6 +132,8 @@ def _capacity_line(ramp: Ramp, ours: Ramp | None) -> str:
                 f"({m.tick_rate:,.0f}/s produced, p50 {_ms(m.p50_ms)} ms, p99 {_ms(m.p99_ms)} ms)")
     if ramp.limited_by_loadgen:
         text += "; at least: the load generator saturated above it"
+    if ramp.disturbed:
+        text += "; other programs disturbed failing steps (see 'other'), so maybe more"
     if ours is not None and ramp is not ours:
         text += f"; ours is {_ratio(ours.capacity, ramp.capacity)}"
     return text

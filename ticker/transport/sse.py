@@ -59,6 +59,10 @@ def serve_sse(request: Request, hub: Hub, settings: SseSettings) -> Response:
 async def _events(hub: Hub, settings: SseSettings, symbols: tuple[str, ...],
                   resume: Resume | None, max_rate: float) -> AsyncIterator[bytes]:
     subscriber = Subscriber(settings.max_lag, settings.max_frame_ticks)
+    # The response is sent from this generator's task: the stall watchdog cancels it if a yield
+    # (a send) does not complete in time.
+    subscriber.writer = asyncio.current_task()
+    loop = asyncio.get_running_loop()
     hub.connect(subscriber)
     try:
         for _, snapshot in hub.subscribe(subscriber, symbols, resume, max_rate):
@@ -74,7 +78,9 @@ async def _events(hub: Hub, settings: SseSettings, symbols: tuple[str, ...],
                 continue
             chunk = render(hub.epoch, symbols, subscriber, settings.max_frame_ticks)
             if chunk:
+                subscriber.sending_since = loop.time()
                 yield chunk
+                subscriber.sending_since = 0.0
     finally:
         hub.disconnect(subscriber)
 
