@@ -28,6 +28,7 @@ from ticker import api
 from ticker.brokers import Broker, broker_from_url
 from ticker.config import Config
 from ticker.hub import Hub
+from ticker.pacing import FramePacer
 from ticker.protocol import CLOSE_GOING_AWAY
 from ticker.pump import run_feed
 from ticker.replay_session import ReplaySettings, serve_replay
@@ -51,11 +52,12 @@ class Node:
                                               config.broker.window, config.broker.wait_at_start)
         self.feed_factory = feed_factory
         server = config.server
+        self.pacer = FramePacer(server.max_frame_interval)
         self.ws_settings = WebSocketSettings(server.send_timeout, config.max_lag,
                                              server.max_frame_ticks,
                                              server.max_symbols_per_connection,
                                              OriginPolicy(server.allowed_origins),
-                                             server.min_frame_interval)
+                                             self.pacer)
         self.sse_settings = SseSettings(config.max_lag, server.max_frame_ticks,
                                         server.max_symbols_per_connection, server.sse_keepalive)
         self.poll_settings = PollSettings(server.max_symbols_per_connection,
@@ -72,6 +74,8 @@ class Node:
         await self.broker.connect()
         self._spawn(self._listen(), "hub listener")
         self._spawn(watch_stalls(self.hub, self.config.server.send_timeout), "stall watchdog")
+        if self.pacer.max_interval:
+            self._spawn(self.pacer.run(), "frame pacer")
         if self.feed_factory is not None:
             open_feed = self.feed_factory
             if self.config.recordings.record:

@@ -40,7 +40,7 @@ class ServerConfig:
     send_timeout: float
     max_lag_fraction: float
     max_frame_ticks: int
-    min_frame_interval: float
+    max_frame_interval: float
     max_symbols_per_connection: int
     shutdown_timeout: float
 
@@ -52,7 +52,7 @@ class ServerConfig:
         for key in ("ws_ping_interval", "sse_keepalive", "send_timeout", "shutdown_timeout"):
             _require(key, getattr(self, key) > 0, "must be > 0")
         _require("transports", bool(self.transports), "must name at least one transport")
-        _require("min_frame_interval", 0 <= self.min_frame_interval <= 1, "must be 0..1 s")
+        _require("max_frame_interval", 0 <= self.max_frame_interval <= 1, "must be 0..1 s")
         _require("max_lag_fraction", 0 < self.max_lag_fraction < 1, "must be between 0 and 1")
 
 

@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ticker.client import Client
 from ticker.hub import Hub
+from ticker.pacing import FramePacer
 from ticker.protocol import CLOSE_TRY_AGAIN_LATER
 from ticker.subscriber import Subscriber
 from ticker.transport.origin import OriginPolicy
@@ -29,9 +30,9 @@ log = logging.getLogger("ticker.ws")
 class WebSocketSettings:
     def __init__(self, send_timeout: float, max_lag: int, max_frame_ticks: int,
                  max_symbols: int, origins: OriginPolicy | None = None,
-                 min_frame_interval: float = 0.0) -> None:
+                 pacer: FramePacer | None = None) -> None:
         self.origins = origins or OriginPolicy(())
-        self.min_frame_interval = min_frame_interval
+        self.pacer = pacer or FramePacer(0.0)
         self.send_timeout = send_timeout
         self.max_lag = max_lag
         self.max_frame_ticks = max_frame_ticks
@@ -77,7 +78,7 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
         if reading:
             this_task.cancel()
 
-    writer = asyncio.create_task(_write(websocket, subscriber, settings.min_frame_interval))
+    writer = asyncio.create_task(_write(websocket, subscriber, settings.pacer))
     subscriber.writer = writer
     writer.add_done_callback(stop_reading)
     try:
@@ -119,16 +120,16 @@ async def _read(websocket: WebSocket, client: Client, handle: Handler) -> None:
         handle(client, text if text is not None else message.get("bytes") or b"")
 
 
-async def _write(websocket: WebSocket, subscriber: Subscriber, min_interval: float) -> None:
-    """Send as soon as there is something and the connection is idle; but no sooner than
-    ``min_interval`` after the previous send, so that under load ticks share frames (each frame
-    costs a system call) instead of the server spending itself on frame overhead. At light load
-    the wait never happens: a tick after a quiet spell goes out at once."""
+async def _write(websocket: WebSocket, subscriber: Subscriber, pacer: FramePacer) -> None:
+    """Send as soon as there is something and the connection is idle; but no sooner than the
+    pacer's interval after the previous send, so that under load ticks share frames (each frame
+    costs a system call) instead of the server spending itself on frame overhead. When the
+    server is not busy the interval is 0: every tick goes out at once."""
     loop = asyncio.get_running_loop()
-    last_send = -min_interval
+    last_send = 0.0
     while True:
         await subscriber.wait()
-        early = last_send + min_interval - loop.time()
+        early = last_send + pacer.interval - loop.time()
         if early > 0:
             await asyncio.sleep(early)
         last_send = loop.time()
