@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
     for deflate in modes:
         steps += asyncio.run(_measure(args, deflate))
     _print_table(steps)
-    Path(args.out).write_text(json.dumps({"workload": vars(args),
+    Path(args.out).write_text(json.dumps({"workload": _settings(args),
                                           "steps": [asdict(s) for s in steps]}, indent=2))
     print(f"\nwrote {args.out}")
     return 0
@@ -181,3 +181,8 @@ def _print_table(steps: list[Step]) -> None:
         print(f"{'on' if step.deflate else 'off':>7} {step.connections:>11} "
               f"{step.server_rss_mb:>14.0f} {step.bytes_per_connection:>10.0f} "
               f"{step.receiving:>4}/{step.sampled:<4}")
+
+
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    """The command's own options (argparse also carries the parser objects of the CLI)."""
+    return {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool)}

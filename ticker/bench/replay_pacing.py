@@ -50,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
               f"{row['max_ms']:>8.2f} {row['mean_ms']:>8.2f} {row['drift_ms']:>9.2f}")
     print("\nerror = when a tick came out - when it was due (recorded gap / speed); late > 0."
           "\ndrift = error of the last tick minus error of the first.")
-    Path(args.out).write_text(json.dumps({"workload": vars(args), "rows": rows}, indent=2))
+    Path(args.out).write_text(json.dumps({"workload": _settings(args), "rows": rows}, indent=2))
     print(f"wrote {args.out}")
     return 0
 
@@ -74,3 +74,8 @@ def _row(speed: float, errors: list[float]) -> dict[str, float]:
     return {"speed": speed, "ticks": len(errors), "p50_ms": statistics.median(ordered),
             "p99_ms": ordered[int(len(ordered) * 0.99)], "max_ms": ordered[-1],
             "mean_ms": statistics.fmean(ordered), "drift_ms": errors[-1] - errors[0]}
+
+
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    """The command's own options (argparse also carries the parser objects of the CLI)."""
+    return {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool)}

@@ -120,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
         os.sched_setaffinity(0, {cores[1]})
     rows = [asyncio.run(_measure(args, transport)) for transport in args.only.split(",")]
     _print(rows, args)
-    Path(args.out).write_text(json.dumps({"workload": vars(args),
+    Path(args.out).write_text(json.dumps({"workload": _settings(args),
                                           "rows": [asdict(r) for r in rows]}, indent=2))
     _chart(rows, Path(args.html))
     print(f"\nwrote {args.out} and {args.html}")
@@ -294,3 +294,8 @@ def _chart(rows: list[Row], path: Path) -> None:
     figure.update_layout(title="ticker: short polling vs long polling vs SSE vs WebSocket",
                          showlegend=False, height=700)
     figure.write_html(path, include_plotlyjs=True)  # self-contained: no CDN
+
+
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    """The command's own options (argparse also carries the parser objects of the CLI)."""
+    return {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool)}
