@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ticker.bench import command_options
+
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
@@ -62,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
     for deflate in modes:
         steps += asyncio.run(_measure(args, deflate))
     _print_table(steps)
-    Path(args.out).write_text(json.dumps({"workload": _settings(args),
+    Path(args.out).write_text(json.dumps({"workload": command_options(args),
                                           "steps": [asdict(s) for s in steps]}, indent=2))
     print(f"\nwrote {args.out}")
     return 0
@@ -182,7 +184,3 @@ def _print_table(steps: list[Step]) -> None:
               f"{step.server_rss_mb:>14.0f} {step.bytes_per_connection:>10.0f} "
               f"{step.receiving:>4}/{step.sampled:<4}")
 
-
-def _settings(args: argparse.Namespace) -> dict[str, object]:
-    """The command's own options (argparse also carries the parser objects of the CLI)."""
-    return {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool)}

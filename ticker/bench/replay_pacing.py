@@ -18,6 +18,7 @@ from pathlib import Path
 from feeds.capture import record_fast
 from feeds.replay import ReplayFeed
 from feeds.simulated import SimulatedFeed
+from ticker.bench import command_options
 from ticker.config import load_config
 
 DESCRIPTION = __doc__
@@ -50,7 +51,8 @@ def main(args: argparse.Namespace) -> int:
               f"{row['max_ms']:>8.2f} {row['mean_ms']:>8.2f} {row['drift_ms']:>9.2f}")
     print("\nerror = when a tick came out - when it was due (recorded gap / speed); late > 0."
           "\ndrift = error of the last tick minus error of the first.")
-    Path(args.out).write_text(json.dumps({"workload": _settings(args), "rows": rows}, indent=2))
+    Path(args.out).write_text(json.dumps({"workload": command_options(args), "rows": rows},
+                                         indent=2))
     print(f"wrote {args.out}")
     return 0
 
@@ -75,7 +77,3 @@ def _row(speed: float, errors: list[float]) -> dict[str, float]:
             "p99_ms": ordered[int(len(ordered) * 0.99)], "max_ms": ordered[-1],
             "mean_ms": statistics.fmean(ordered), "drift_ms": errors[-1] - errors[0]}
 
-
-def _settings(args: argparse.Namespace) -> dict[str, object]:
-    """The command's own options (argparse also carries the parser objects of the CLI)."""
-    return {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool)}

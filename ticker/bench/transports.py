@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ticker.bench import command_options
+
 DESCRIPTION = __doc__
 READY = re.compile(rb"dashboard: http://[^:]+:(\d+)/")
 TRANSPORTS = ("short-poll", "long-poll", "sse", "ws")
@@ -120,7 +122,7 @@ def main(args: argparse.Namespace) -> int:
         os.sched_setaffinity(0, {cores[1]})
     rows = [asyncio.run(_measure(args, transport)) for transport in args.only.split(",")]
     _print(rows, args)
-    Path(args.out).write_text(json.dumps({"workload": _settings(args),
+    Path(args.out).write_text(json.dumps({"workload": command_options(args),
                                           "rows": [asdict(r) for r in rows]}, indent=2))
     _chart(rows, Path(args.html))
     print(f"\nwrote {args.out} and {args.html}")
@@ -295,7 +297,3 @@ def _chart(rows: list[Row], path: Path) -> None:
                          showlegend=False, height=700)
     figure.write_html(path, include_plotlyjs=True)  # self-contained: no CDN
 
-
-def _settings(args: argparse.Namespace) -> dict[str, object]:
-    """The command's own options (argparse also carries the parser objects of the CLI)."""
-    return {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool)}
