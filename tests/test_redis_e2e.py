@@ -88,6 +88,7 @@ async def test_nodes_deliver_identical_ticks_and_resume_across_nodes(
             assert moved.ticks["TSLA"][0]["seq"] == seqs["TSLA"] + 1
             await moved.close()
             await b.close()
+        assert feed.stop() == 0, "ticker feed must stop cleanly on SIGTERM:\n" + feed.output
     finally:
         feed.stop()
 

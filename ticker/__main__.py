@@ -144,7 +144,7 @@ def _feed_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_bench(commands: Any) -> None:
-    from ticker.bench import connections, fanout, replay_pacing, transports
+    from ticker.bench import connections, fanout, nodes, replay_pacing, transports
 
     bench = commands.add_parser(
         "bench", help="run a benchmark", description="Benchmarks of the server on this machine.")
@@ -155,6 +155,9 @@ def _add_bench(commands: Any) -> None:
     connections.add_arguments(benchmarks.add_parser(
         "connections", help="subscribed connections one process holds, and memory per connection",
         description=connections.DESCRIPTION))
+    nodes.add_arguments(benchmarks.add_parser(
+        "nodes", help="one server node against two, sharing one feed through Redis",
+        description=nodes.DESCRIPTION))
     transports.add_arguments(benchmarks.add_parser(
         "transports", help="short polling, long polling, SSE and WebSocket side by side",
         description=transports.DESCRIPTION))
@@ -169,6 +172,10 @@ def _bench(args: argparse.Namespace) -> int:
         from ticker.bench import connections
 
         return connections.main(args)
+    if args.benchmark == "nodes":
+        from ticker.bench import nodes
+
+        return nodes.main(args)
     if args.benchmark == "transports":
         from ticker.bench import transports
 

@@ -86,6 +86,7 @@ class RedisBroker:
                 self.connected = True
                 return
             except (RedisError, OSError) as error:
+                _stop_if_cancelled()  # redis-py can turn a cancellation into its own error
                 if self.connected:
                     log.warning("redis unreachable (%s); holding the feed, retrying", error)
                 self.connected = False
@@ -130,12 +131,19 @@ class RedisBroker:
                             continue  # ticks of an older run, still in the stream
                         yield event
             except (RedisError, OSError) as error:
+                _stop_if_cancelled()
                 if self.connected:
                     log.warning("redis unreachable (%s); clients stay connected, retrying",
                                 error)
                 self.connected = False
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
+
+
+def _stop_if_cancelled() -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _encode(event: FeedEvent) -> bytes:
