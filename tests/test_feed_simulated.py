@@ -18,6 +18,7 @@ import pytest
 
 from feeds.market import MarketParams, StockSpec
 from feeds.simulated import MAX_BATCH, TRADING_YEAR_S, SimulatedFeed, synthetic_universe
+from tests.clocks import FakeClock
 from ticker.errors import ConfigError
 from ticker.model import Tick
 
@@ -228,21 +229,6 @@ def test_jumps_make_fat_tails() -> None:
 
 def test_no_jumps_no_vol_clustering_is_gaussian() -> None:
     assert abs(_pooled_kurtosis(jumps_per_day=0.0, vol_of_vol=0.0) - 3.0) < 0.35
-
-
-class FakeClock:
-    """Simulated wall time: sleeping advances it instantly and is recorded."""
-
-    def __init__(self, now_ms: float) -> None:
-        self.now = now_ms
-        self.sleeps: list[tuple[float, float]] = []  # (now before, seconds)
-
-    def now_ms(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append((self.now, seconds))
-        self.now += seconds * 1000
 
 
 def test_batches_release_due_ticks_and_sleep_until_the_next() -> None:

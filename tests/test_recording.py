@@ -52,21 +52,6 @@ INFOS = tuple(SymbolInfo(s.symbol, s.name, s.sector) for s in STOCKS)
 LAST_SAMPLE_TICK = Tick("XOM", 47, 1763880005984.573, 115.02, 100, 115.02, 115.04)
 
 
-class FakeClock:
-    """Simulated wall time: sleeping advances it instantly and is recorded."""
-
-    def __init__(self, now_ms: float) -> None:
-        self.now = now_ms
-        self.sleeps: list[tuple[float, float]] = []  # (now before, seconds)
-
-    def now_ms(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append((self.now, seconds))
-        self.now += seconds * 1000
-
-
 def market(rate: float = 50.0, seed: int = 7) -> SimulatedFeed:
     return SimulatedFeed(STOCKS, PARAMS, rate, seed)
 

@@ -13,7 +13,8 @@ from feeds.capture import record_ticks
 from feeds.recorder import Recorder
 from feeds.replay import MAX_SPEED_BATCH, ReplayFeed, parse_speed
 from feeds.times import parse_duration, parse_instant
-from tests.test_recording import INFOS, START_MS, FakeClock, simulated, simulated_for
+from tests.clocks import FakeClock
+from tests.test_recording import INFOS, START_MS, simulated, simulated_for
 from ticker.errors import FeedError
 from ticker.model import Tick
 

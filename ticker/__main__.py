@@ -143,51 +143,37 @@ def _feed_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to", dest="end", metavar="TIME", help="replay up to TIME")
 
 
-def _add_bench(commands: Any) -> None:
-    from ticker.bench import connections, fanout, nodes, replay_pacing, transports
+BENCHMARKS = {
+    "fanout": "delivered ticks/s to many subscribers, ours against three baselines",
+    "connections": "subscribed connections one process holds, and memory per connection",
+    "transports": "short polling, long polling, SSE and WebSocket side by side",
+    "nodes": "one server node against two, sharing one feed through Redis",
+    "replay": "how closely a replay keeps the recorded timing",
+}
 
+
+def _benchmark(name: str) -> Any:
+    """The module of ``ticker bench NAME``; each has DESCRIPTION, add_arguments() and main()."""
+    import importlib
+
+    module = "replay_pacing" if name == "replay" else name
+    return importlib.import_module(f"ticker.bench.{module}")
+
+
+def _add_bench(commands: Any) -> None:
     bench = commands.add_parser(
         "bench", help="run a benchmark", description="Benchmarks of the server on this machine.")
     benchmarks = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK")
-    fanout.add_arguments(benchmarks.add_parser(
-        "fanout", help="delivered ticks/s to many subscribers, ours against three baselines",
-        description=fanout.DESCRIPTION))
-    connections.add_arguments(benchmarks.add_parser(
-        "connections", help="subscribed connections one process holds, and memory per connection",
-        description=connections.DESCRIPTION))
-    nodes.add_arguments(benchmarks.add_parser(
-        "nodes", help="one server node against two, sharing one feed through Redis",
-        description=nodes.DESCRIPTION))
-    transports.add_arguments(benchmarks.add_parser(
-        "transports", help="short polling, long polling, SSE and WebSocket side by side",
-        description=transports.DESCRIPTION))
-    replay_pacing.add_arguments(benchmarks.add_parser(
-        "replay", help="how closely a replay keeps the recorded timing",
-        description=replay_pacing.DESCRIPTION))
+    for name, summary in BENCHMARKS.items():
+        module = _benchmark(name)
+        module.add_arguments(benchmarks.add_parser(name, help=summary,
+                                                   description=module.DESCRIPTION))
     bench.set_defaults(bench_parser=bench)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if args.benchmark == "connections":
-        from ticker.bench import connections
-
-        return connections.main(args)
-    if args.benchmark == "nodes":
-        from ticker.bench import nodes
-
-        return nodes.main(args)
-    if args.benchmark == "transports":
-        from ticker.bench import transports
-
-        return transports.main(args)
-    if args.benchmark == "replay":
-        from ticker.bench import replay_pacing
-
-        return replay_pacing.main(args)
-    if args.benchmark == "fanout":
-        from ticker.bench import fanout
-
-        return fanout.main(args)
+    if args.benchmark in BENCHMARKS:
+        return int(_benchmark(args.benchmark).main(args))
     args.bench_parser.print_help()
     return 2
 
