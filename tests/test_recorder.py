@@ -22,12 +22,12 @@ from feeds.recorder import Recorder, RecordingFeed, rotated_name
 from feeds.recording import RecordingError, read_header, read_ticks
 from feeds.replay import ReplayFeed
 from feeds.simulated import SimulatedFeed
+from tests.clocks import FakeClock
 from tests.test_recording import (
     INFOS,
     PARAMS,
     START_MS,
     STOCKS,
-    FakeClock,
     market,
     simulated,
     simulated_for,
