@@ -99,6 +99,11 @@ class Recorder:
         """The file being written (None before the first tick)."""
         return self._writer.path if self._writer is not None else None
 
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the recorder stopped writing, if it did (the disk filled up...)."""
+        return self._error
+
     def write(self, ticks: Sequence[Tick]) -> None:
         """Queues a batch; never blocks on the disk. Ticks keep their order across calls."""
         if not ticks:

@@ -28,13 +28,16 @@ class ScriptedFeed:
         while True:
             yield await self._queue.get()
 
-    def push(self, symbol: str, count: int = 1, price: float = 100.0) -> list[Tick]:
-        """Produce ``count`` ticks of ``symbol`` (callable from any thread)."""
+    def push(self, symbol: str, count: int = 1, price: float = 100.0, ts: float | None = None,
+             size: int = 100, spread: float = 0.01) -> list[Tick]:
+        """Produce ``count`` ticks of ``symbol`` (callable from any thread), at ``ts`` (Unix ms;
+        default: now) for a test that needs the market's clock in its hands."""
         ticks = []
         for _ in range(count):
             self._seqs[symbol] += 1
-            ticks.append(Tick(symbol, self._seqs[symbol], round(time.time() * 1000, 3), price,
-                              100, round(price - 0.01, 2), round(price + 0.01, 2)))
+            at = round(time.time() * 1000, 3) if ts is None else ts
+            ticks.append(Tick(symbol, self._seqs[symbol], at, price, size,
+                              round(price - spread, 2), round(price + spread, 2)))
         assert self._loop is not None and self._queue is not None, "the feed has not started"
         self._loop.call_soon_threadsafe(self._queue.put_nowait, ticks)
         return ticks

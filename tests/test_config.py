@@ -385,3 +385,23 @@ def test_bad_environment_value_names_the_key(environ: dict[str, str], key: str) 
 )
 def test_bad_override_names_the_key(overrides: dict[str, object], key: str) -> None:
     assert_names_key(config_error(overrides=overrides), key)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        pytest.param({"alpaca.keys": ["PKONLY"]}, "alpaca.keys[0]", id="key-without-secret"),
+        pytest.param({"alpaca.keys": ["PK:s", ":secret"]}, "alpaca.keys[1]", id="empty-key"),
+        pytest.param({"alpaca.max_symbols": 0}, "alpaca.max_symbols", id="no-symbols"),
+        pytest.param({"alpaca.max_connections_per_key": -1}, "alpaca.max_connections_per_key",
+                     id="negative-connections"),
+        pytest.param({"alpaca.auth_timeout": 0}, "alpaca.auth_timeout", id="no-auth-time"),
+    ],
+)
+def test_bad_alpaca_settings_name_the_key(overrides: dict[str, object], key: str) -> None:
+    assert_names_key(config_error(overrides=overrides), key)
+
+
+def test_alpaca_keys_come_from_the_environment() -> None:
+    config = load_config(environ={"TICKER_ALPACA_KEYS": '["PKTEST:se:cret"]'})
+    assert config.alpaca.keys == ("PKTEST:se:cret",)

@@ -253,3 +253,41 @@ def test_history_reads_every_window_of_a_wrapped_ring() -> None:
         for since in range(max(0, seq - 7), seq + 1):
             assert history.reaches(since)
             assert history.after(since) == [str(s).encode() for s in range(since + 1, seq + 1)]
+
+
+def test_follow_live_delivers_from_the_next_tick_with_no_snapshot() -> None:
+    hub = make_hub()
+    box = subscriber()
+    hub.connect(box, hello=False)
+    publish(hub, tick("AAPL", 1), tick("AAPL", 2))
+    hub.follow_live(box, ("AAPL", "NOPE"))
+    assert box.take_messages() == []
+    publish(hub, tick("AAPL", 3))
+    assert [seq for _, seq, _ in box.take_ticks()] == [3]
+    assert box.symbols == {"AAPL"}
+
+
+def test_the_market_clock_closes_minutes_by_feed_time_and_wakes_its_watchers() -> None:
+    hub = make_hub()
+    watcher, other = subscriber(), subscriber()
+    for box in (watcher, other):
+        hub.connect(box, hello=False)
+    hub.watch_minutes(watcher)
+    publish(hub, tick("AAPL", 1, ts=60_500.0, price=10.0, size=100),
+            tick("MSFT", 1, ts=61_000.0, price=20.0))
+    publish(hub, tick("AAPL", 2, ts=119_000.0, price=12.0, size=300))
+    watcher.take_messages()
+    assert hub.market_minute == 60_000.0
+    assert hub.closed_minute_bars("AAPL", -1) == []
+    publish(hub, tick("JPM", 1, ts=120_000.0))  # any symbol's tick moves the clock
+    assert watcher.pending and not other.pending
+    [bar] = hub.closed_minute_bars("AAPL", -1)
+    assert (bar.start, bar.open, bar.close, bar.volume, bar.trades) == (60_000, 10.0, 12.0, 400, 2)
+    assert bar.vwap == pytest.approx(11.5)
+    assert hub.closed_minute_bars("AAPL", 60_000) == []
+    day = hub.daily_bar("AAPL")
+    assert day is not None and (day.start, day.volume, day.trades) == (0, 400, 2)
+    hub.watch_minutes(watcher, False)
+    watcher.take_messages()
+    publish(hub, tick("JPM", 2, ts=180_000.0))
+    assert not watcher.pending

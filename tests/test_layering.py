@@ -128,13 +128,23 @@ RULES = [
          lambda m, target: not within(target, "starlette", "uvicorn", "feeds", "ticker.app",
                                       "ticker.transport"),
          ("ticker.hub", "ticker.subscriber", "ticker.history", "ticker.client", "ticker.bars")),
+    Rule("ticker.alpaca.protocol and .session (sans I/O) never import starlette, uvicorn, feeds, "
+         "the hub or a transport",
+         lambda m: m in ("ticker.alpaca.protocol", "ticker.alpaca.session"),
+         lambda m, target: not within(target, "starlette", "uvicorn", "feeds", "ticker.hub",
+                                      "ticker.subscriber", "ticker.transport", "ticker.app"),
+         ("ticker.alpaca.protocol", "ticker.alpaca.session")),
+    Rule("ticker.alpaca.* never imports feeds",
+         lambda m: within(m, "ticker.alpaca"),
+         lambda m, target: not within(target, "feeds"),
+         ("ticker.alpaca", "ticker.alpaca.endpoint", "ticker.alpaca.stream")),
     Rule("ticker.transport.* never imports feeds",
          lambda m: within(m, "ticker.transport"),
          lambda m, target: not within(target, "feeds"),
          ("ticker.transport", "ticker.transport.ws")),
-    Rule("only ticker.__main__ imports ticker.app, ticker.server or ticker.__main__ "
-         "(and ticker.server may import ticker.app)",
-         lambda m: m != "ticker.__main__",
+    Rule("only ticker.__main__ and ticker.testing (a server for tests) import ticker.app, "
+         "ticker.server or ticker.__main__ (and ticker.server may import ticker.app)",
+         lambda m: m not in ("ticker.__main__", "ticker.testing"),
          lambda m, target: not within(target, "ticker.app", "ticker.server", "ticker.__main__")
          or (m == "ticker.server" and within(target, "ticker.app")),
          ("ticker.app", "ticker.server", "ticker.__main__")),
@@ -247,6 +257,14 @@ def test_rules_flag_a_forbidden_import_inside_a_function() -> None:
         ("ticker.app", "ticker.server", False),
         ("ticker.api", "ticker.app", False),
         ("ticker.__main__", "ticker.server", True),
+        ("ticker.testing", "ticker.app", True),
+        ("ticker.pytest_plugin", "ticker.app", False),
+        ("ticker.alpaca.protocol", "msgpack", True),
+        ("ticker.alpaca.protocol", "starlette.websockets", False),
+        ("ticker.alpaca.session", "ticker.hub", False),
+        ("ticker.alpaca.stream", "ticker.hub", True),
+        ("ticker.alpaca.stream", "feeds.base", False),
+        ("ticker.alpaca.endpoint", "starlette.websockets", True),
     ],
 )
 def test_rules_decide_single_imports(importer: str, target: str, ok: bool) -> None:

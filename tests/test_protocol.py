@@ -48,7 +48,10 @@ def test_unsubscribe_and_ping() -> None:
     ('{"op":"subscribe","symbols":"AAPL","id":2}', "bad_request", 2),
     ('{"op":"subscribe","symbols":[null],"id":2}', "bad_request", 2),
     ('{"op":"subscribe","symbols":["A A"],"id":2}', "bad_request", 2),
-    ('{"op":"subscribe","symbols":["ABCDEFGHIJKLMNOPQ"],"id":2}', "bad_request", 2),
+    ('{"op":"subscribe","symbols":["ABCDEFGHIJKLM"],"id":2}', "bad_request", 2),
+    ('{"op":"subscribe","symbols":["<script>"],"id":2}', "bad_request", 2),
+    ('{"op":"subscribe","symbols":["\u00df"],"id":2}', "bad_request", 2),
+    ('{"op":"subscribe","symbols":[""],"id":2}', "bad_request", 2),
     ('{"op":"subscribe","symbols":["AAPL"],"resume":[],"id":2}', "bad_request", 2),
     ('{"op":"subscribe","symbols":["AAPL"],"resume":{"epoch":"e","seqs":{"AAPL":-1}},"id":2}',
      "bad_request", 2),
@@ -74,7 +77,7 @@ def test_bad_messages_raise_the_documented_code(raw: str | bytes, code: str,
 
 def test_error_codes_are_the_documented_ones() -> None:
     assert set(protocol.ERROR_CODES) == {"bad_json", "bad_request", "unknown_op",
-                                         "unknown_symbol", "too_many_symbols"}
+                                         "unknown_symbol", "too_many_symbols", "rate_limited"}
 
 
 def test_server_messages_are_valid_json_with_the_contract_fields() -> None:

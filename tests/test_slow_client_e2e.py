@@ -29,7 +29,7 @@ async def test_a_stalled_client_is_dropped_and_others_keep_their_pace() -> None:
         stalled = await connect(server.ws_url, sock=sock, max_queue=1)
         symbols = server.node.hub.symbols
         await stalled.send(orjson.dumps({"op": "subscribe",
-                                         "symbols": [info.symbol for info in symbols]}))
+                                         "symbols": [info.symbol for info in symbols]}).decode())
 
         healthy = await TickerClient.open(server.ws_url)
         await healthy.send({"op": "subscribe", "symbols": ["KO"]})

@@ -86,11 +86,13 @@ def test_constants_equal_the_python_ones(page: Page) -> None:
 
 
 @pytest.mark.browser
-def test_terminal_close_codes_are_the_documented_range(page: Page) -> None:
-    codes = sorted({1000, 1006, 1009, 4000, 4499, 4999, 5000, *protocol.CLOSE_CODES.values()})
+def test_terminal_close_codes_are_the_documented_ones(page: Page) -> None:
+    codes = sorted({1000, 1006, 1009, 1012, 4000, 4499, 4999, 5000,
+                    *protocol.CLOSE_CODES.values()})
     terminal = js(page, f"return {json.dumps(codes)}.filter(p.isTerminalClose);")
-    assert terminal == [code for code in codes if 4500 <= code <= 4999]
-    assert protocol.CLOSE_BAD_REQUEST in terminal
+    assert terminal == [code for code in codes if protocol.is_terminal_close(code)]
+    assert {1003, 1007, 1008, 1009, protocol.CLOSE_BAD_REQUEST} <= set(terminal)
+    assert protocol.CLOSE_IDLE not in terminal
     assert protocol.CLOSE_SLOW_CONSUMER not in terminal  # "reconnect and resume"
 
 

@@ -187,17 +187,6 @@ async def test_every_error_code_and_the_connection_keeps_working(server: Running
         await bystander.close()
 
 
-async def test_binary_frames_are_read_as_json_text(server: RunningServer) -> None:
-    client = await TickerClient.open(server.ws_url)
-    try:
-        await client.ws.send(b'{"op":"ping","id":1}')
-        assert (await client.recv_type("pong"))["id"] == 1
-        await client.ws.send(b"\xff\xfe")
-        assert (await client.recv_type("error"))["code"] == "bad_json"
-    finally:
-        await client.close()
-
-
 async def test_subscribing_twice_sends_no_second_snapshot(server: RunningServer) -> None:
     client = await TickerClient.open(server.ws_url)
     try:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.servers import UNIT
 
@@ -66,6 +68,15 @@ class TickerClient:
             if message["type"] == kind:
                 return message
 
+    async def recv_type_in(self, kinds: tuple[str, ...], timeout: float = 5.0) -> dict[str, Any]:
+        """Receive until a message of one of ``kinds`` arrives."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout * UNIT
+        while True:
+            message = await self.recv(max(0.01, deadline - loop.time()))
+            if message["type"] in kinds:
+                return message
+
     async def collect(self, seconds: float) -> list[dict[str, Any]]:
         """Receive everything for ``seconds``."""
         loop = asyncio.get_running_loop()
@@ -83,3 +94,57 @@ class TickerClient:
         deadline = loop.time() + timeout * UNIT
         while len(self.ticks[symbol]) < count:
             await self.recv(max(0.01, deadline - loop.time()))
+
+
+class Watcher:
+    """A well-behaved client next to a misbehaving one: it reads everything in the background
+    (every seq checked by TickerClient) and must keep receiving, with no gap, whatever the other
+    client does."""
+
+    def __init__(self, url: str, symbols: list[str]) -> None:
+        self._url = url
+        self._symbols = symbols
+        self.client: TickerClient | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Watcher:
+        self.client = await TickerClient.open(self._url)
+        await self.client.send({"op": "subscribe", "symbols": self._symbols})
+        await self.client.recv_type("subscribed")
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        assert self.client is not None
+        while True:
+            await self.client.recv(timeout=3600)
+
+    @property
+    def received(self) -> int:
+        assert self.client is not None
+        return sum(len(ticks) for ticks in self.client.ticks.values())
+
+    async def keeps_receiving(self, count: int = 20, timeout: float = 10.0) -> None:
+        """Wait until ``count`` more ticks have arrived (seqs still contiguous)."""
+        start = self.received
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout * UNIT
+        while self.received < start + count:
+            assert self._task is not None
+            if self._task.done():
+                self._task.result()  # raises what stopped it: a gap, or a closed connection
+                raise AssertionError("the well-behaved client stopped reading")
+            assert loop.time() < deadline, f"the well-behaved client got only " \
+                f"{self.received - start} of {count} ticks in {timeout} s"
+            await asyncio.sleep(0.01)
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None and self.client is not None
+        failed = self._task.done() and not self._task.cancelled() and self._task.exception()
+        # Closing ends the reader's recv() with ConnectionClosed; cancelling a recv() in flight
+        # can leave websockets' reader waiting forever.
+        await self.client.close()
+        with contextlib.suppress(ConnectionClosed):
+            await asyncio.wait_for(self._task, 10 * UNIT)
+        if failed:
+            raise failed

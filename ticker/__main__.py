@@ -247,7 +247,7 @@ def _check_broker(config: Config) -> None:
     from ticker.brokers import broker_from_url
     from ticker.logs import log_config
 
-    logging.config.dictConfig(log_config(config.server.log_level))
+    logging.config.dictConfig(log_config(config.server.log_level, config.server.log_format))
 
     async def reach() -> None:
         broker = broker_from_url(config.broker.url, config.broker.prefix, config.broker.window,

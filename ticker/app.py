@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -25,20 +26,28 @@ from starlette.websockets import WebSocket
 from feeds.catalog import RecordingCatalog
 from feeds.recorder import Recorder
 from ticker import api
+from ticker.alpaca.endpoint import alpaca_settings, serve_alpaca
+from ticker.auth import TokenPolicy
 from ticker.brokers import Broker, broker_from_url
 from ticker.config import Config
+from ticker.health import NodeState, readiness
 from ticker.hub import Hub
+from ticker.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ticker.metrics import registry_for
+from ticker.metrics import render as render_metrics
 from ticker.pacing import FramePacer
 from ticker.protocol import CLOSE_GOING_AWAY
 from ticker.pump import run_feed
 from ticker.replay_session import ReplaySettings, serve_replay
 from ticker.resources import web_dir
 from ticker.sources import FeedFactory, feed_factory_for
+from ticker.stats import Stats
 from ticker.subscriber import Close
+from ticker.transport.janitor import tend_connections
 from ticker.transport.origin import OriginPolicy
 from ticker.transport.poll import PollSettings, serve_poll
 from ticker.transport.sse import SseSettings, serve_sse
-from ticker.transport.ws import WebSocketSettings, serve_websocket, watch_stalls
+from ticker.transport.ws import OpRate, WebSocketSettings, serve_websocket
 
 log = logging.getLogger("ticker.app")
 
@@ -52,36 +61,44 @@ class Node:
                                               config.broker.window, config.broker.wait_at_start)
         self.feed_factory = feed_factory
         server = config.server
+        self.stats = Stats()
         self.pacer = FramePacer(server.max_frame_interval)
-        self.ws_settings = WebSocketSettings(server.send_timeout, config.max_lag,
-                                             server.max_frame_ticks,
-                                             server.max_symbols_per_connection,
-                                             OriginPolicy(server.allowed_origins),
-                                             self.pacer)
+        self.ws_settings = WebSocketSettings(
+            server.send_timeout, config.max_lag, server.max_frame_ticks,
+            server.max_symbols_per_connection, OriginPolicy(server.allowed_origins), self.pacer,
+            server.max_connections,
+            OpRate(server.ops_per_second, server.ops_burst, server.rate_limit_strikes),
+            self.stats)
         self.sse_settings = SseSettings(config.max_lag, server.max_frame_ticks,
-                                        server.max_symbols_per_connection, server.sse_keepalive)
+                                        server.max_symbols_per_connection, server.sse_keepalive,
+                                        server.max_connections, self.stats)
         self.poll_settings = PollSettings(server.max_symbols_per_connection,
-                                          config.hub.history_size)
+                                          config.hub.history_size, server.max_connections,
+                                          self.stats)
+        self.alpaca_settings = alpaca_settings(config, self.ws_settings)
         self.catalog = RecordingCatalog(config.recordings.dir)
         self.replay_settings = ReplaySettings(self.catalog, config.hub.snapshot_size,
                                               config.hub.history_size, config.hub.bars_kept,
-                                              self.ws_settings)
+                                              self.ws_settings, server.idle_timeout)
         self.recorder: Recorder | None = None
+        self.feed_ended = False
+        self.metrics = registry_for(self.hub, self.stats, self._recorded)
         self._tasks: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         await self.broker.connect()
         self._spawn(self._listen(), "hub listener")
-        self._spawn(watch_stalls(self.hub, self.config.server.send_timeout), "stall watchdog")
+        server = self.config.server
+        self._spawn(tend_connections(self.hub, server.send_timeout, server.idle_timeout,
+                                     self.stats), "connection janitor")
         if self.pacer.max_interval:
             self._spawn(self.pacer.run(), "frame pacer")
         if self.feed_factory is not None:
             open_feed = self.feed_factory
             if self.config.recordings.record:
                 open_feed = self._start_recording(open_feed)
-            self._spawn(run_feed(open_feed, self.broker, self.config.feed.restart_delay,
-                                 self.recorder), "feed pump")
+            self._spawn(self._pump(open_feed), "feed pump")
         try:
             if self.feed_factory is not None:
                 await self._wait_ready(timeout=10.0)  # a relay node starts before its feed
@@ -105,6 +122,24 @@ class Node:
                                  rotate_seconds=settings.rotate_seconds, gzip=settings.gzip)
         log.info("recording every tick to %s", Path(settings.dir).resolve())
         return lambda: first.pop() if first else open_feed()
+
+    async def _pump(self, open_feed: FeedFactory) -> None:
+        await run_feed(open_feed, self.broker, self.config.feed.restart_delay, self.recorder,
+                       self.stats)
+        self.feed_ended = True  # a replay that played to its end: not a stall
+
+    def _recorded(self) -> int | None:
+        return self.recorder.written if self.recorder is not None else None
+
+    def state(self) -> NodeState:
+        hub, recorder = self.hub, self.recorder
+        failure = recorder.failure if recorder is not None else None
+        return NodeState(
+            broker_connected=self.broker.connected, feed_started=hub.ready,
+            feed_running=not self.feed_ended,
+            seconds_since_tick=time.monotonic() - hub.last_tick_at if hub.last_tick_at else None,
+            recorder_failure=str(failure) if failure is not None else None,
+            epoch=hub.epoch, feed=hub.feed, connections=self.stats.open_connections())
 
     def going_away(self) -> None:
         """Close every client with 1001 so it knows to reconnect elsewhere or later."""
@@ -151,14 +186,30 @@ class TickerApp(Starlette):
     """
 
     websocket_handler: Callable[[WebSocket], Awaitable[None]] | None = None
+    tokens: TokenPolicy = TokenPolicy(())
+    stats: Stats | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not self.tokens.admits(scope):
+            await self._refuse_unauthorized(scope, receive, send)
+            return
         if (scope["type"] == "websocket" and scope["path"] == "/ws"
                 and self.websocket_handler is not None):
             scope["app"] = self
             await self.websocket_handler(WebSocket(scope, receive, send))
             return
         await super().__call__(scope, receive, send)
+
+    async def _refuse_unauthorized(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.stats is not None:
+            self.stats.refused["auth"] += 1
+        response = api.error(401, "unauthorized", "a valid token is required: ?token=... or "
+                             "an \"Authorization: Bearer ...\" header")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="ticker"'
+        if scope["type"] == "websocket":
+            await WebSocket(scope, receive, send).send_denial_response(response)
+        else:
+            await response(scope, receive, send)
 
 
 def create_app(config: Config, feed_factory: FeedFactory | None = None,
@@ -179,6 +230,9 @@ def create_app(config: Config, feed_factory: FeedFactory | None = None,
     async def poll(request: Request) -> Response:
         return await serve_poll(request, node.hub, node.poll_settings)
 
+    async def alpaca(ws: WebSocket) -> None:
+        await serve_alpaca(ws, node.hub, node.alpaca_settings)
+
     async def replay(ws: WebSocket) -> None:
         await serve_replay(ws, node.replay_settings)
 
@@ -195,7 +249,11 @@ def create_app(config: Config, feed_factory: FeedFactory | None = None,
         return api.health()
 
     async def ready(request: Request) -> Response:
-        return api.readiness(node.hub, node.broker.connected)
+        ok, body = readiness(node.state(), config.server.feed_stall_timeout)
+        return api.JSONResponse(body, status_code=200 if ok else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(render_metrics(node.metrics), media_type=METRICS_CONTENT_TYPE)
 
     async def plotly(request: Request) -> Response:
         return FileResponse(plotly_js, media_type="text/javascript",
@@ -216,17 +274,22 @@ def create_app(config: Config, feed_factory: FeedFactory | None = None,
         routes=[
             *routes,
             WebSocketRoute("/ws/replay", replay),
+            *([WebSocketRoute("/v2/{feed}", alpaca)] if config.alpaca.enabled else []),
             Route("/api/recordings", recordings),
             Route("/api/symbols", symbols),
             Route("/api/bars", bars),
+            Route("/livez", health),
             Route("/healthz", health),
             Route("/readyz", ready),
+            Route("/metrics", metrics),
             Route("/vendor/plotly.min.js", plotly),
             Mount("/", StaticFiles(directory=web_dir(), html=True)),
         ],
         lifespan=lifespan,
     )
     app.state.node = node
+    app.tokens = TokenPolicy(config.auth.tokens)
+    app.stats = node.stats
     if "ws" in transports:
         app.websocket_handler = websocket  # the fast path, see TickerApp
     return app

@@ -7,23 +7,34 @@ gets an error reply and the session goes on; nothing a client sends can end it.
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import Callable
 
 from ticker import protocol
 from ticker.errors import ProtocolError
 from ticker.hub import Hub
-from ticker.protocol import Ping, Subscribe, Unsubscribe
-from ticker.subscriber import Subscriber
+from ticker.protocol import CLOSE_POLICY_VIOLATION, Ping, Subscribe, Unsubscribe
+from ticker.ratelimit import OpRateLimiter, Verdict
+from ticker.subscriber import Close, Subscriber
 
 
 class Client:
+    """``limiter`` caps how fast commands are applied (none: no cap); ``errors`` counts the
+    error replies by code, for /metrics."""
+
     def __init__(self, hub: Hub, subscriber: Subscriber, max_symbols: int,
-                 clock_ms: Callable[[], float]) -> None:
+                 clock_ms: Callable[[], float], limiter: OpRateLimiter | None = None,
+                 errors: Counter[str] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.hub = hub
         self.subscriber = subscriber
         self.symbols: set[str] = set()
         self._max_symbols = max_symbols
         self._clock_ms = clock_ms
+        self._limiter = limiter
+        self._monotonic = monotonic
+        self.errors: Counter[str] = Counter() if errors is None else errors
 
     def open(self) -> None:
         self.hub.connect(self.subscriber)
@@ -31,6 +42,11 @@ class Client:
     def close(self) -> None:
         self.hub.disconnect(self.subscriber)
         self.symbols.clear()
+
+    def admit(self, raw: str | bytes) -> bool:
+        """Whether a message may be applied now under the rate limit; when not, the client has
+        been answered (rate_limited) or, if it keeps on, told to go (1008)."""
+        return self._limiter is None or self._within_rate(self._limiter, raw)
 
     def handle(self, raw: str | bytes) -> None:
         try:
@@ -42,7 +58,24 @@ class Client:
             elif isinstance(command, Ping):
                 self.subscriber.put_message(protocol.encode_pong(command.id, self._clock_ms()))
         except ProtocolError as error:
-            self.subscriber.put_message(protocol.encode_error(error.code, error.message,
+            self._reply_error(error)
+
+    def _within_rate(self, limiter: OpRateLimiter, raw: str | bytes) -> bool:
+        verdict = limiter.check(self._monotonic())
+        if verdict is Verdict.ALLOW:
+            return True
+        if verdict is Verdict.DISCONNECT:
+            self.subscriber.close(Close(CLOSE_POLICY_VIOLATION,
+                                        "too many commands over the rate limit"))
+        else:
+            self._reply_error(ProtocolError(
+                protocol.RATE_LIMITED, f"too many commands: this one was ignored; retry in "
+                f"{limiter.retry_after():.2f} s", protocol.request_id_of(raw)))
+        return False
+
+    def _reply_error(self, error: ProtocolError) -> None:
+        self.errors[error.code] += 1
+        self.subscriber.put_message(protocol.encode_error(error.code, error.message,
                                                           error.request_id))
 
     def _subscribe(self, command: Subscribe) -> None:

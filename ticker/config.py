@@ -42,14 +42,23 @@ class ServerConfig:
     max_frame_ticks: int
     max_frame_interval: float
     max_symbols_per_connection: int
+    max_connections: int
+    ops_per_second: float
+    ops_burst: int
+    rate_limit_strikes: int
+    idle_timeout: float
+    feed_stall_timeout: float
     shutdown_timeout: float
+    log_format: Literal["text", "json"]
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError("port", f"must be in 0..65535, got {self.port}")
-        for key in ("ws_max_message_bytes", "max_frame_ticks", "max_symbols_per_connection"):
+        for key in ("ws_max_message_bytes", "max_frame_ticks", "max_symbols_per_connection",
+                    "max_connections", "ops_burst", "rate_limit_strikes"):
             _require(key, getattr(self, key) >= 1, "must be >= 1")
-        for key in ("ws_ping_interval", "sse_keepalive", "send_timeout", "shutdown_timeout"):
+        for key in ("ws_ping_interval", "sse_keepalive", "send_timeout", "shutdown_timeout",
+                    "ops_per_second", "idle_timeout", "feed_stall_timeout"):
             _require(key, getattr(self, key) > 0, "must be > 0")
         _require("transports", bool(self.transports), "must name at least one transport")
         _require("max_frame_interval", 0 <= self.max_frame_interval <= 1, "must be 0..1 s")
@@ -143,12 +152,43 @@ class BrokerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthConfig:
+    tokens: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for index, token in enumerate(self.tokens):
+            _require(f"tokens[{index}]", len(token) >= 16 and token.isprintable()
+                     and " " not in token, "must be at least 16 printable characters, no spaces")
+
+
+@dataclass(frozen=True, slots=True)
+class AlpacaConfig:
+    enabled: bool
+    keys: tuple[str, ...]
+    max_symbols: int
+    max_connections_per_key: int
+    auth_timeout: float
+
+    def __post_init__(self) -> None:
+        for index, pair in enumerate(self.keys):
+            key, _, secret = pair.partition(":")
+            _require(f"keys[{index}]", bool(key) and bool(secret),
+                     "must be \"KEY:SECRET\", both non-empty")
+        _require("max_symbols", self.max_symbols >= 1, "must be >= 1")
+        _require("max_connections_per_key", self.max_connections_per_key >= 0,
+                 "must be >= 0 (0 = no limit)")
+        _require("auth_timeout", self.auth_timeout > 0, "must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig
     hub: HubConfig
     feed: FeedConfig
     broker: BrokerConfig
     recordings: RecordingsConfig
+    auth: AuthConfig
+    alpaca: AlpacaConfig
 
     @property
     def max_lag(self) -> int:

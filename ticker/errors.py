@@ -4,6 +4,7 @@
     ├── ConfigError      a config key is unknown, mistyped or impossible (names the key)
     ├── FeedError        a feed cannot produce ticks
     ├── ProtocolError    a client's message is not valid protocol v1 (carries the wire error code)
+    ├── AlpacaError      the Alpaca-compatible stream refuses a message (carries Alpaca's code)
     └── BrokerError      the pub/sub broker cannot be reached or used
 """
 
@@ -37,6 +38,20 @@ class ProtocolError(TickerError):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+class AlpacaError(TickerError):
+    """``code`` and ``msg`` as Alpaca's market-data stream documents them, e.g. 402 "auth
+    failed"; ``detail`` says what was wrong (for logs: Alpaca's wire message has no room)."""
+
+    def __init__(self, code: int, msg: str, detail: str = "") -> None:
+        super().__init__(code, msg)
+        self.code = code
+        self.msg = msg
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.msg}"
 
 
 class BrokerError(TickerError):

@@ -21,7 +21,7 @@ log = logging.getLogger("ticker.feed")
 
 
 def run(config: Config) -> int:
-    logging.config.dictConfig(log_config(config.server.log_level))
+    logging.config.dictConfig(log_config(config.server.log_level, config.server.log_format))
     if config.broker.url.startswith("memory://"):
         print("ticker: `ticker feed` publishes to a shared broker: add --broker "
               "redis://host:port/db (a memory:// feed would reach no one)", file=sys.stderr)

@@ -10,9 +10,10 @@ between the two.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TypedDict
 
-from ticker.bars import INTERVALS_MS, Bar, BarSeries
+from ticker.bars import DAY_MS, INTERVALS_MS, MINUTE_MS, Bar, BarSeries, TradeBar
 from ticker.history import History
 from ticker.model import FeedEvent, FeedStart, SymbolInfo, Tick, TickBatch
 from ticker.protocol import Resume, encode_hello, encode_snapshot, encode_tick
@@ -33,12 +34,17 @@ class SymbolSummary(TypedDict):
 
 
 class _SymbolState:
-    __slots__ = ("bars", "history", "info", "last", "open", "subscribers")
+    __slots__ = ("bars", "daily", "folded_until", "history", "info", "last", "open",
+                 "subscribers")
 
     def __init__(self, info: SymbolInfo, history_size: int, bars_kept: int) -> None:
         self.info = info
         self.history = History(history_size)
         self.bars = {name: BarSeries(ms, bars_kept) for name, ms in INTERVALS_MS.items()}
+        # The day so far (UTC days), made of closed minute bars only, so it always equals the
+        # sum of the minute bars sent; folded_until is the start of the last minute folded in.
+        self.daily = BarSeries(DAY_MS, 1)
+        self.folded_until = 0.0
         self.open: float | None = info.open
         self.last: Tick | None = None
         self.subscribers: set[Subscriber] = set()
@@ -55,6 +61,11 @@ class Hub:
         self._states: dict[str, _SymbolState] = {}
         self._subscribers: set[Subscriber] = set()
         self.ticks_ingested = 0
+        # The market clock: the start of the minute the newest tick is in. Minute bars close
+        # when it moves on (by the feed's time, so a replay at any speed closes them on cue).
+        self.market_minute = 0.0
+        self._minute_watchers: set[Subscriber] = set()
+        self.last_tick_at = 0.0  # time.monotonic() of the newest batch: is the feed alive?
 
     @property
     def ready(self) -> bool:
@@ -71,6 +82,7 @@ class Hub:
     def _start(self, start: FeedStart) -> None:
         subscriptions = {symbol: state.subscribers for symbol, state in self._states.items()}
         self.epoch, self.feed, self.symbols = start.epoch, start.feed, start.symbols
+        self.market_minute = 0.0
         self._states = {
             info.symbol: _SymbolState(info, self._history_size, self._bars_kept)
             for info in start.symbols
@@ -114,6 +126,22 @@ class Hub:
                 if not subscriber.pending:
                     subscriber.wake()
         self.ticks_ingested += len(batch.ticks)
+        self.last_tick_at = time.monotonic()
+        if batch.ticks:  # ordered by ts: the last tick is the newest
+            newest = batch.ticks[-1].ts
+            if newest - self.market_minute >= MINUTE_MS:
+                self._close_minutes(newest - newest % MINUTE_MS)
+
+    def _close_minutes(self, minute: float) -> None:
+        """The market clock reached ``minute``: every minute bar before it is final. Once a
+        minute, so a pass over all symbols costs little."""
+        self.market_minute = minute
+        for state in self._states.values():
+            for bar in state.bars["1m"].closed(state.folded_until, minute):
+                state.daily.merge(bar)
+                state.folded_until = bar.start
+        for subscriber in self._minute_watchers:
+            subscriber.wake()
 
     def _restart_symbol(self, state: _SymbolState, seq: int) -> None:
         """A seq gap (ticks lost upstream, e.g. while a broker was away): the symbol's history
@@ -138,6 +166,7 @@ class Hub:
 
     def disconnect(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
+        self._minute_watchers.discard(subscriber)
         self.unsubscribe(subscriber, tuple(subscriber.symbols))
 
     def unknown(self, symbols: tuple[str, ...]) -> list[str]:
@@ -166,6 +195,22 @@ class Hub:
             subscriber.follow(symbol, history, history.last, max_rate)
         return first_messages
 
+    def follow_live(self, subscriber: Subscriber, symbols: tuple[str, ...]) -> None:
+        """Deliver the known ``symbols``' ticks from the next one on, with no snapshot: for
+        protocols that have none (Alpaca's)."""
+        for symbol in symbols:
+            state = self._states.get(symbol)
+            if state is not None:
+                state.subscribers.add(subscriber)
+                subscriber.follow(symbol, state.history, state.history.last)
+
+    def watch_minutes(self, subscriber: Subscriber, watch: bool = True) -> None:
+        """Wake ``subscriber`` whenever the market clock closes a minute (for minute bars)."""
+        if watch:
+            self._minute_watchers.add(subscriber)
+        else:
+            self._minute_watchers.discard(subscriber)
+
     def unsubscribe(self, subscriber: Subscriber, symbols: tuple[str, ...]) -> None:
         for symbol in symbols:
             subscriber.unfollow(symbol)
@@ -189,6 +234,9 @@ class Hub:
     def connections(self) -> int:
         return len(self._subscribers)
 
+    def subscription_count(self) -> int:
+        return sum(len(state.subscribers) for state in self._states.values())
+
     # -- queries -------------------------------------------------------------------------------
 
     def summaries(self) -> list[SymbolSummary]:
@@ -197,6 +245,19 @@ class Hub:
     def bars(self, symbol: str, interval: str, limit: int) -> list[Bar]:
         """Raises KeyError for an unknown symbol or interval."""
         return self._states[symbol].bars[interval].last(limit)
+
+    def closed_minute_bars(self, symbol: str, after_start: float) -> list[TradeBar]:
+        """The symbol's minute bars that start after ``after_start`` and that the market clock
+        has closed, oldest first; none for an unknown symbol."""
+        state = self._states.get(symbol)
+        if state is None:
+            return []
+        return state.bars["1m"].closed(after_start, self.market_minute)
+
+    def daily_bar(self, symbol: str) -> TradeBar | None:
+        """The symbol's day so far (UTC), up to the last closed minute."""
+        state = self._states.get(symbol)
+        return state.daily.newest() if state is not None else None
 
     def last_seq(self, symbol: str) -> int:
         """The seq of the symbol's newest tick (the bars include it)."""

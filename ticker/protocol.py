@@ -24,21 +24,47 @@ BAD_REQUEST = "bad_request"
 UNKNOWN_OP = "unknown_op"
 UNKNOWN_SYMBOL = "unknown_symbol"
 TOO_MANY_SYMBOLS = "too_many_symbols"
-ERROR_CODES = (BAD_JSON, BAD_REQUEST, UNKNOWN_OP, UNKNOWN_SYMBOL, TOO_MANY_SYMBOLS)
+RATE_LIMITED = "rate_limited"
+ERROR_CODES = (BAD_JSON, BAD_REQUEST, UNKNOWN_OP, UNKNOWN_SYMBOL, TOO_MANY_SYMBOLS, RATE_LIMITED)
 
-# Close codes: 1000-1999 are the WebSocket standard's; 4000-4499 mean "reconnect and resume",
-# 4500-4999 mean "do not reconnect, the same request would fail again".
+# Close codes in two ranges (docs/protocol.md). "Reconnect": the server is going, busy or
+# dropped this connection for something the next one need not repeat. "Do not reconnect": the
+# client sent something the server will refuse again; reconnecting blindly would loop.
 CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED_DATA = 1003  # a binary frame on the JSON protocol
+CLOSE_INVALID_DATA = 1007  # text that is not UTF-8 (uvicorn closes; listed for clients)
+CLOSE_POLICY_VIOLATION = 1008  # kept sending ops far over the rate limit
+CLOSE_TOO_BIG = 1009  # a message over server.ws_max_message_bytes (uvicorn closes)
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_IDLE = 4001  # subscribed to nothing for server.idle_timeout
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_BAD_REQUEST = 4500
-CLOSE_CODES = {"going_away": CLOSE_GOING_AWAY, "try_again_later": CLOSE_TRY_AGAIN_LATER,
+CLOSE_CODES = {"going_away": CLOSE_GOING_AWAY, "unsupported_data": CLOSE_UNSUPPORTED_DATA,
+               "invalid_data": CLOSE_INVALID_DATA, "policy_violation": CLOSE_POLICY_VIOLATION,
+               "too_big": CLOSE_TOO_BIG, "internal_error": CLOSE_INTERNAL_ERROR,
+               "try_again_later": CLOSE_TRY_AGAIN_LATER, "idle": CLOSE_IDLE,
                "slow_consumer": CLOSE_SLOW_CONSUMER, "bad_request": CLOSE_BAD_REQUEST}
+TERMINAL_CLOSE_CODES = (CLOSE_UNSUPPORTED_DATA, CLOSE_INVALID_DATA, CLOSE_POLICY_VIOLATION,
+                        CLOSE_TOO_BIG)
+TERMINAL_CLOSE_RANGE = (4500, 4999)
+
+
+def is_terminal_close(code: int) -> bool:
+    """Whether a client should stop rather than reconnect after this close code."""
+    return code in TERMINAL_CLOSE_CODES or \
+        TERMINAL_CLOSE_RANGE[0] <= code <= TERMINAL_CLOSE_RANGE[1]
 
 MESSAGE_TYPES = ("hello", "subscribed", "unsubscribed", "snapshot", "ticks", "pong", "error")
 OPS = ("subscribe", "unsubscribe", "ping")
 
-_SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,15}$")
+# Checked after upper-casing, so "aapl" is AAPL; nothing else ever reaches the hub or a reply.
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9.\-]{1,12}$")
+
+
+def is_symbol(text: str) -> bool:
+    # isascii() first: str.upper() maps some letters outside ASCII into it ("ß" -> "SS").
+    return text.isascii() and SYMBOL_PATTERN.match(text) is not None
 
 RequestId = int | str | None
 
@@ -95,8 +121,17 @@ def parse_command(raw: str | bytes) -> Command:
     if op == "unsubscribe":
         _no_extra_keys(message, {"op", "id", "symbols"}, request_id)
         return Unsubscribe(_symbols(message, request_id), request_id)
-    raise ProtocolError(UNKNOWN_OP, f"unknown op {op!r}; expected one of {', '.join(OPS)}",
+    raise ProtocolError(UNKNOWN_OP, f"unknown op {quote(op)}; expected one of {', '.join(OPS)}",
                         request_id)
+
+
+def request_id_of(raw: str | bytes) -> RequestId:
+    """The ``id`` of a message that is refused unapplied, if it has a valid one."""
+    try:
+        message = orjson.loads(raw)
+        return _request_id(message) if isinstance(message, dict) else None
+    except (orjson.JSONDecodeError, ProtocolError):
+        return None
 
 
 def _request_id(message: dict[str, Any]) -> RequestId:
@@ -112,8 +147,9 @@ def _request_id(message: dict[str, Any]) -> RequestId:
 def _no_extra_keys(message: dict[str, Any], allowed: set[str], request_id: RequestId) -> None:
     extra = sorted(set(message) - allowed)
     if extra:
-        raise ProtocolError(BAD_REQUEST, f"unexpected field(s) {', '.join(extra)} for op "
-                            f"{message['op']!r}", request_id)
+        fields = ", ".join(map(quote, extra))
+        raise ProtocolError(BAD_REQUEST, f"unexpected field(s) {fields} for op "
+                            f"{quote(message['op'])}", request_id)
 
 
 def _symbols(message: dict[str, Any], request_id: RequestId) -> tuple[str, ...]:
@@ -123,8 +159,8 @@ def _symbols(message: dict[str, Any], request_id: RequestId) -> tuple[str, ...]:
                             request_id)
     normalized: dict[str, None] = {}
     for symbol in symbols:
-        if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
-            raise ProtocolError(BAD_REQUEST, f"{_short(symbol)} is not a symbol (1-16 letters, "
+        if not isinstance(symbol, str) or not symbol.isascii() or not is_symbol(symbol.upper()):
+            raise ProtocolError(BAD_REQUEST, f"{quote(symbol)} is not a symbol (1-12 letters, "
                                 "digits, '.' or '-')", request_id)
         normalized[symbol.upper()] = None
     return tuple(normalized)
@@ -157,7 +193,8 @@ def parse_symbol_list(text: str) -> tuple[str, ...]:
 def _resume(resume: Any, request_id: RequestId) -> Resume | None:
     if resume is None:
         return None
-    problem = "\"resume\" must be {\"epoch\": \"<str>\", \"seqs\": {\"SYMBOL\": <int >= 0>, ...}}"
+    problem = ("\"resume\" must be {\"epoch\": a string, \"seqs\": {\"SYMBOL\": an integer, "
+               "0 or more, ...}}")
     if not isinstance(resume, dict) or set(resume) - {"epoch", "seqs"}:
         raise ProtocolError(BAD_REQUEST, problem, request_id)
     epoch, seqs = resume.get("epoch"), resume.get("seqs")
@@ -169,9 +206,15 @@ def _resume(resume: Any, request_id: RequestId) -> Resume | None:
     return Resume(epoch, {symbol.upper(): seq for symbol, seq in seqs.items()})
 
 
-def _short(value: Any) -> str:
+def quote(value: Any) -> str:
+    """A client's value quoted in an error message: short, and with no character that markup
+    could interpret, should a careless page ever put the message into HTML."""
     text = orjson.dumps(value).decode() if value is not None else "null"
-    return text if len(text) <= 40 else text[:37] + "..."
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return text.translate(_MARKUP_ESCAPES)
+
+
+_MARKUP_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "'": "\\u0027"})
 
 
 # Server -> client. Ticks are encoded once per tick and the bytes shared by every recipient, so the

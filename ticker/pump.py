@@ -6,12 +6,14 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
 from feeds.base import Feed
 from ticker.brokers.base import Broker
+from ticker.guard import TickGuard
 from ticker.model import FeedStart, Tick, TickBatch
+from ticker.stats import Stats
 
 log = logging.getLogger("ticker.pump")
 
@@ -19,7 +21,7 @@ log = logging.getLogger("ticker.pump")
 class TickSink(Protocol):
     """Where published ticks are also written, e.g. a recorder; must not block."""
 
-    def write(self, ticks: list[Tick]) -> None: ...
+    def write(self, ticks: Sequence[Tick]) -> None: ...
 
 
 def new_epoch() -> str:
@@ -39,15 +41,19 @@ async def feed_runs(feed: Feed) -> AsyncIterator[AsyncIterator[list[Tick]]]:
 
 
 async def run_feed(open_feed: Callable[[], Feed], broker: Broker, restart_delay: float,
-                   sink: TickSink | None = None) -> None:
+                   sink: TickSink | None = None, stats: Stats | None = None) -> None:
     """Publish the feed until it ends; a crashed feed restarts, after a pause, as a new epoch."""
     while True:
         feed = open_feed()
         try:
             async for run in feed_runs(feed):
                 epoch = new_epoch()
+                guard = TickGuard(stats)
                 await broker.publish(FeedStart(epoch, feed.kind, tuple(feed.symbols)))
-                async for ticks in run:
+                async for batch in run:
+                    ticks = guard.check(batch)
+                    if not ticks:
+                        continue
                     if sink is not None:
                         try:
                             sink.write(ticks)

@@ -30,12 +30,12 @@ from ticker.errors import TickerError
 from ticker.hub import Hub
 from ticker.protocol import BAD_REQUEST, encode_error, parse_symbol_list
 from ticker.pump import run_feed
+from ticker.transport.janitor import tend_connections
 from ticker.transport.ws import (
     WebSocketSettings,
     check_origin,
     protocol_v1,
     serve_websocket,
-    watch_stalls,
 )
 
 log = logging.getLogger("ticker.replay")
@@ -50,6 +50,7 @@ class ReplaySettings:
     history_size: int
     bars_kept: int
     ws: WebSocketSettings
+    idle_timeout: float
 
 
 async def serve_replay(websocket: WebSocket, settings: ReplaySettings) -> None:
@@ -68,7 +69,8 @@ async def serve_replay(websocket: WebSocket, settings: ReplaySettings) -> None:
     ended, restart, attached = asyncio.Event(), asyncio.Event(), asyncio.Event()
     listener = asyncio.create_task(_listen(broker, hub))
     player = asyncio.create_task(_play(feed, broker, hub, ended, restart, attached))
-    watchdog = asyncio.create_task(watch_stalls(hub, settings.ws.send_timeout))
+    watchdog = asyncio.create_task(tend_connections(hub, settings.ws.send_timeout,
+                                                    settings.idle_timeout, settings.ws.stats))
     try:
         while not hub.ready:
             if player.done():
@@ -77,7 +79,8 @@ async def serve_replay(websocket: WebSocket, settings: ReplaySettings) -> None:
                 return
             await asyncio.sleep(0.005)
         controls = _Controls(feed, ended, restart)
-        await serve_websocket(websocket, hub, settings.ws, controls.handle, attached.set)
+        await serve_websocket(websocket, hub, settings.ws, controls.handle, attached.set,
+                              transport="replay")
     finally:
         for task in (player, listener, watchdog):
             task.cancel()

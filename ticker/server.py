@@ -27,7 +27,17 @@ from ticker.logs import log_config
 
 log = logging.getLogger("ticker.server")
 
+# The shutdown budget (server.shutdown_timeout) is spent in three steps: clients get 1001 and up
+# to CLOSE_GRACE_SECONDS to close; uvicorn then waits for the rest (clients that stopped reading
+# never finish) and cancels them; last, the lifespan closes the recording (flush and fsync), for
+# which RECORDING_RESERVE_SECONDS are kept.
 CLOSE_GRACE_SECONDS = 1.0
+RECORDING_RESERVE_SECONDS = 1.0
+
+
+def uvicorn_shutdown_timeout(shutdown_timeout: float) -> int:
+    """uvicorn takes whole seconds; at least one."""
+    return max(1, math.floor(shutdown_timeout - CLOSE_GRACE_SECONDS - RECORDING_RESERVE_SECONDS))
 
 
 class TickerServer(uvicorn.Server):
@@ -57,7 +67,8 @@ class TickerServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.node.going_away()
-        deadline = asyncio.get_running_loop().time() + CLOSE_GRACE_SECONDS
+        grace = min(CLOSE_GRACE_SECONDS, self.node.config.server.shutdown_timeout / 4)
+        deadline = asyncio.get_running_loop().time() + grace
         # A short poll: shutdown happens once, and the hub has no reason to signal "empty".
         while self.node.hub.connections and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
@@ -73,13 +84,13 @@ def uvicorn_config(app: Starlette, server: ServerConfig, **extra: Any) -> uvicor
         host=server.host,
         port=server.port,
         log_level=server.log_level,
-        log_config=log_config(server.log_level),
+        log_config=log_config(server.log_level, server.log_format),
         ws=server.ws_implementation,
         ws_max_size=server.ws_max_message_bytes,
         ws_per_message_deflate=server.ws_compression,
         ws_ping_interval=server.ws_ping_interval,
         ws_ping_timeout=server.ws_ping_interval,
-        timeout_graceful_shutdown=math.ceil(server.shutdown_timeout),
+        timeout_graceful_shutdown=uvicorn_shutdown_timeout(server.shutdown_timeout),
         lifespan="on",
         **extra,
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ticker.history import History
 from ticker.protocol import CLOSE_SLOW_CONSUMER, TICKS_PREFIX, TICKS_SUFFIX
+from ticker.stats import TransportStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +46,10 @@ class Subscriber:
     # A plain list and Future rather than deque and asyncio.Event: each of those allocates about
     # 700 bytes up front, and 10,000 idle connections should stay small.
     __slots__ = ("_cursors", "_frame_ticks", "_max_lag", "_messages", "_waiter", "close_request",
-                 "pending", "sending_since", "writer")
+                 "opened_at", "pending", "sending_since", "stats", "subscribed_ever", "writer")
 
-    def __init__(self, max_lag: int, max_frame_ticks: int) -> None:
+    def __init__(self, max_lag: int, max_frame_ticks: int,
+                 stats: TransportStats | None = None) -> None:
         self._cursors: dict[str, _Cursor] = {}
         self._messages: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None
@@ -60,12 +62,18 @@ class Subscriber:
         # one watchdog checks every connection for stalls, instead of a timer per frame.
         self.sending_since = 0.0
         self.writer: asyncio.Task[None] | None = None
+        self.stats = stats or TransportStats()
+        # For the janitor (ticker/transport/janitor.py): a WebSocket that never subscribes is
+        # closed as idle some time after it opened (loop time; 0 = not watched).
+        self.opened_at = 0.0
+        self.subscribed_ever = False
 
     def follow(self, symbol: str, history: History, after_seq: int,
                max_rate: float = 0.0) -> None:
         """Deliver ``symbol``'s ticks after ``after_seq``, then everything that follows; with
         ``max_rate`` (updates per second), only the latest tick at most that often."""
         self._cursors[symbol] = _Cursor(history, after_seq, 1.0 / max_rate if max_rate else 0.0)
+        self.subscribed_ever = True
         self.wake()
 
     def unfollow(self, symbol: str) -> None:
@@ -129,6 +137,7 @@ class Subscriber:
         """Every tick due after the cursors, which move past them."""
         self.pending = False
         runs: list[Run] = []
+        stats = self.stats
         for symbol, cursor in self._cursors.items():
             history = cursor.history
             if history.last == cursor.seq:
@@ -142,8 +151,12 @@ class Subscriber:
                                  f"{symbol}"))
                 return []
             cursor.fresh = False
-            runs.append((symbol, cursor.seq + 1, history.after(cursor.seq)))
+            ticks = history.after(cursor.seq)
+            runs.append((symbol, cursor.seq + 1, ticks))
+            stats.ticks += len(ticks)
             cursor.seq = history.last
+        if runs and stats.latency.due():
+            stats.latency.observe(runs[0][2][0])
         return runs
 
     def _take_conflated(self, symbol: str, cursor: _Cursor, runs: list[Run]) -> None:
@@ -156,6 +169,8 @@ class Subscriber:
             return
         history = cursor.history
         runs.append((symbol, history.last, history.latest(1)))
+        self.stats.ticks += 1
+        self.stats.conflated += max(0, history.last - cursor.seq - 1)
         cursor.seq = history.last
         cursor.next_due = now + cursor.interval
 

@@ -1,6 +1,8 @@
 // The REST side: symbol metadata and OHLCV bars. Relative URLs, so the page also works behind a
 // reverse proxy that mounts it under a path.
 
+import { withToken } from "./auth.js";
+
 export class HttpError extends Error {
   constructor(status) {
     super(`HTTP ${status}`);
@@ -9,7 +11,7 @@ export class HttpError extends Error {
 }
 
 async function getJson(path) {
-  const response = await fetch(path, { cache: "no-store" });
+  const response = await fetch(withToken(path), { cache: "no-store" });
   if (!response.ok) throw new HttpError(response.status);
   return response.json();
 }

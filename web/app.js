@@ -8,7 +8,7 @@
 // charts; in replay the chart history comes from the replayed ticks (local-bars.js), not from the
 // live server's /api/bars.
 
-import { fetchBars, fetchSymbols } from "./api.js";
+import { HttpError, fetchBars, fetchSymbols } from "./api.js";
 import { ChartGrid } from "./charts.js";
 import { PENDING_CAP } from "./figure.js";
 import { Connection } from "./connection.js";
@@ -238,7 +238,12 @@ async function refreshSymbols() {
   let rows;
   try {
     rows = await fetchSymbols();
-  } catch {
+  } catch (error) {
+    if (error instanceof HttpError && error.status === 401) {
+      // Retrying cannot help: say what would.
+      connection.halt("this server needs an access token: open the page as ?token=YOUR_TOKEN");
+      return;
+    }
     refreshTimer = setTimeout(refreshSymbols, 5_000);
     return;
   }
@@ -371,6 +376,7 @@ if (replay) {
 renderControls();
 if (replay) replay.load().then((found) => found && connection.start());
 else connection.start();
+refreshSymbolsSoon(0); // names early; and a server that wants a token says so here
 
 // The watchlist sticks below the header, whose height depends on the mode and the width.
 new ResizeObserver(([entry]) => {

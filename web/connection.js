@@ -153,6 +153,12 @@ export class Connection {
     this._setState("reconnecting", reason || (code === 1001 ? "server restarting" : ""));
   }
 
+  // Stop for good (until reconnectNow): the page learned that retrying cannot succeed.
+  halt(reason) {
+    clearTimeout(this._retryTimer);
+    this._stop(reason);
+  }
+
   _stop(reason) {
     if (this._transport) {
       const transport = this._transport;

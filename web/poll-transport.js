@@ -9,6 +9,7 @@
 
 import { HttpError, fetchReady, fetchSymbols } from "./api.js";
 import { PROTOCOL_VERSION } from "./protocol.js";
+import { withToken } from "./auth.js";
 import { UrlSubscription } from "./url-subscription.js";
 
 const WAIT_S = 25; // how long the server holds a poll that has nothing to say
@@ -103,7 +104,7 @@ export class PollTransport {
     // kept cursor): that is its hello. Later ones wait for trades.
     let url = `poll?symbols=${query}&wait=${this.greeted && cursor !== null ? WAIT_S : 0}`;
     if (cursor !== null) url += `&cursor=${encodeURIComponent(cursor)}`;
-    const response = await fetch(url, { cache: "no-store", signal });
+    const response = await fetch(withToken(url), { cache: "no-store", signal });
     const body = await response.json().catch(() => null);
     if (!response.ok || body === null) throw new PollError(response.status, body);
     return body;

@@ -7,6 +7,7 @@
 // the server is down rather than blipping, and the Connection's backoff takes over. There is no
 // round trip to measure: the status shows "—".
 
+import { withToken } from "./auth.js";
 import { UrlSubscription } from "./url-subscription.js";
 
 const EVENTS = ["hello", "snapshot", "ticks"];
@@ -52,7 +53,7 @@ export class SseTransport {
 
   _openSource() {
     if (this._closed || !this._sub.symbols.length) return; // nothing wanted: no stream
-    const source = new EventSource(`sse?symbols=${this._sub.query}`);
+    const source = new EventSource(withToken(`sse?symbols=${this._sub.query}`));
     this._source = source;
     this._errors = 0;
     for (const type of EVENTS) source.addEventListener(type, (event) => this._event(source, event));

@@ -2,6 +2,7 @@
 // measure the round trip and to notice a dead link that never closes (a laptop lid, a NAT that
 // forgot us): two pings unanswered and it gives up on the link.
 
+import { withToken } from "./auth.js";
 import { ping } from "./protocol.js";
 
 const PING_EVERY_MS = 5_000;
@@ -9,7 +10,7 @@ const PONG_TIMEOUT_MS = 12_000;
 
 export class WsTransport {
   constructor({ wsPath }, events) {
-    const url = new URL(wsPath(), location.href);
+    const url = new URL(withToken(wsPath()), location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     this.url = url.href;
     this.events = events; // {message, retrying, closed, rtt}, see connection.js

@@ -14,9 +14,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ticker.api import error
+from ticker.api import error, refuse_when_full
 from ticker.errors import ProtocolError
 from ticker.hub import Hub
+from ticker.stats import Stats
 from ticker.subscriber import Subscriber
 from ticker.transport.positions import decode_cursor, encode_cursor
 from ticker.transport.query import QueryError, number, subscription_symbols
@@ -26,12 +27,17 @@ DEFAULT_WAIT_SECONDS = 25.0
 
 
 class PollSettings:
-    def __init__(self, max_symbols: int, history_size: int) -> None:
+    def __init__(self, max_symbols: int, history_size: int, max_connections: int = 10_000,
+                 stats: Stats | None = None) -> None:
         self.max_symbols = max_symbols
         self.history_size = history_size
+        self.max_connections = max_connections
+        self.stats = stats or Stats()
 
 
 async def serve_poll(request: Request, hub: Hub, settings: PollSettings) -> Response:
+    if settings.stats.open_connections() >= settings.max_connections:
+        return refuse_when_full(settings.stats, settings.max_connections)
     try:
         symbols = subscription_symbols(request, hub, settings.max_symbols)
         wait = number(request, "wait", DEFAULT_WAIT_SECONDS, 0.0, MAX_WAIT_SECONDS)
@@ -43,8 +49,11 @@ async def serve_poll(request: Request, hub: Hub, settings: PollSettings) -> Resp
         return error(400, problem.code, problem.message)
 
     # A poller is not lagging while it is away between polls: only history bounds its backlog.
-    subscriber = Subscriber(max_lag=settings.history_size, max_frame_ticks=settings.history_size)
+    counts = settings.stats.transports["poll"]
+    subscriber = Subscriber(max_lag=settings.history_size, max_frame_ticks=settings.history_size,
+                            stats=counts)
     hub.connect(subscriber, hello=False)
+    counts.connections += 1
     try:
         snapshots = [snapshot for _, snapshot in hub.subscribe(subscriber, symbols, resume)
                      if snapshot is not None]
@@ -67,7 +76,10 @@ async def serve_poll(request: Request, hub: Hub, settings: PollSettings) -> Resp
         if snapshots:
             body += b',"snapshots":[' + b",".join(snapshots) + b"]"
         body += b',"ticks":[' + b",".join(ticks) + b"]}"
+        counts.frames += 1
+        counts.bytes += len(body)
         return Response(body, media_type="application/json",
                         headers={"Cache-Control": "no-store"})
     finally:
+        counts.connections -= 1
         hub.disconnect(subscriber)

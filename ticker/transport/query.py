@@ -6,7 +6,7 @@ from starlette.requests import Request
 
 from ticker.errors import ProtocolError
 from ticker.hub import Hub
-from ticker.protocol import BAD_REQUEST, UNKNOWN_SYMBOL, parse_symbol_list
+from ticker.protocol import BAD_REQUEST, UNKNOWN_SYMBOL, parse_symbol_list, quote
 
 
 class QueryError(Exception):
@@ -44,5 +44,5 @@ def number(request: Request, name: str, default: float, low: float, high: float)
         value = float("nan")
     if not low <= value <= high:
         raise QueryError(400, BAD_REQUEST, f"{name} must be a number from {low:g} to {high:g}, "
-                                           f"got {raw!r}")
+                                           f"got {quote(raw)}")
     return value

@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator, Sequence
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ticker.api import error
+from ticker.api import error, refuse_when_full
 from ticker.errors import ProtocolError
 from ticker.hub import Hub
 from ticker.protocol import TICKS_PREFIX, TICKS_SUFFIX, Resume, parse_max_rate
+from ticker.stats import Stats
 from ticker.subscriber import Subscriber
 from ticker.transport.positions import event_id, parse_event_id
 from ticker.transport.query import QueryError, subscription_symbols
@@ -28,14 +29,19 @@ _NOWHERE = "-"
 
 class SseSettings:
     def __init__(self, max_lag: int, max_frame_ticks: int, max_symbols: int,
-                 keepalive: float = KEEPALIVE_SECONDS) -> None:
+                 keepalive: float = KEEPALIVE_SECONDS, max_connections: int = 10_000,
+                 stats: Stats | None = None) -> None:
         self.max_lag = max_lag
         self.max_frame_ticks = max_frame_ticks
         self.max_symbols = max_symbols
         self.keepalive = keepalive
+        self.max_connections = max_connections
+        self.stats = stats or Stats()
 
 
 def serve_sse(request: Request, hub: Hub, settings: SseSettings) -> Response:
+    if settings.stats.open_connections() >= settings.max_connections:
+        return refuse_when_full(settings.stats, settings.max_connections)
     try:
         symbols = subscription_symbols(request, hub, settings.max_symbols)
         max_rate = parse_max_rate(request.query_params.get("max_rate"))
@@ -58,12 +64,14 @@ def serve_sse(request: Request, hub: Hub, settings: SseSettings) -> Response:
 
 async def _events(hub: Hub, settings: SseSettings, symbols: tuple[str, ...],
                   resume: Resume | None, max_rate: float) -> AsyncIterator[bytes]:
-    subscriber = Subscriber(settings.max_lag, settings.max_frame_ticks)
+    counts = settings.stats.transports["sse"]
+    subscriber = Subscriber(settings.max_lag, settings.max_frame_ticks, counts)
     # The response is sent from this generator's task: the stall watchdog cancels it if a yield
     # (a send) does not complete in time.
     subscriber.writer = asyncio.current_task()
     loop = asyncio.get_running_loop()
     hub.connect(subscriber)
+    counts.connections += 1
     try:
         for _, snapshot in hub.subscribe(subscriber, symbols, resume, max_rate):
             if snapshot is not None:
@@ -81,7 +89,10 @@ async def _events(hub: Hub, settings: SseSettings, symbols: tuple[str, ...],
                 subscriber.sending_since = loop.time()
                 yield chunk
                 subscriber.sending_since = 0.0
+                counts.frames += chunk.count(b"\n\n")
+                counts.bytes += len(chunk)
     finally:
+        counts.connections -= 1
         hub.disconnect(subscriber)
 
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import orjson
 from starlette.responses import Response
@@ -20,23 +21,39 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ticker.client import Client
 from ticker.hub import Hub
 from ticker.pacing import FramePacer
-from ticker.protocol import CLOSE_TRY_AGAIN_LATER
-from ticker.subscriber import Subscriber
+from ticker.protocol import CLOSE_TRY_AGAIN_LATER, CLOSE_UNSUPPORTED_DATA
+from ticker.ratelimit import OpRateLimiter
+from ticker.stats import Stats
+from ticker.subscriber import Close, Subscriber
 from ticker.transport.origin import OriginPolicy
 
 log = logging.getLogger("ticker.ws")
 
 
+@dataclass(frozen=True, slots=True)
+class OpRate:
+    per_second: float
+    burst: int
+    strikes: int
+
+    def limiter(self) -> OpRateLimiter:
+        return OpRateLimiter(self.per_second, self.burst, self.strikes, time.monotonic())
+
+
 class WebSocketSettings:
     def __init__(self, send_timeout: float, max_lag: int, max_frame_ticks: int,
                  max_symbols: int, origins: OriginPolicy | None = None,
-                 pacer: FramePacer | None = None) -> None:
+                 pacer: FramePacer | None = None, max_connections: int = 10_000,
+                 op_rate: OpRate | None = None, stats: Stats | None = None) -> None:
         self.origins = origins or OriginPolicy(())
         self.pacer = pacer or FramePacer(0.0)
         self.send_timeout = send_timeout
         self.max_lag = max_lag
         self.max_frame_ticks = max_frame_ticks
         self.max_symbols = max_symbols
+        self.max_connections = max_connections
+        self.op_rate = op_rate
+        self.stats = stats or Stats()
 
 
 def wall_clock_ms() -> float:
@@ -52,19 +69,32 @@ def protocol_v1(client: Client, raw: str | bytes) -> None:
 
 async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSettings,
                           handle: Handler = protocol_v1,
-                          on_open: Callable[[], None] | None = None) -> None:
+                          on_open: Callable[[], None] | None = None,
+                          transport: str = "ws") -> None:
     """One connection's whole life; ``handle`` applies each client message (protocol v1, or v1
     plus the replay controls); ``on_open`` runs once the client is registered with the hub."""
+    stats = settings.stats
     if not await check_origin(websocket, settings.origins):
+        stats.refused["origin"] += 1
+        return
+    if stats.open_connections() >= settings.max_connections:
+        stats.refused["capacity"] += 1
+        await deny(websocket, 503, "server_full",
+                   f"this server holds its maximum of {settings.max_connections} connections: "
+                   "retry later or elsewhere")
         return
     await websocket.accept()
     if not hub.ready:
         # A relay node whose feed has not started: nothing to describe in a hello yet.
         await websocket.close(CLOSE_TRY_AGAIN_LATER, "no feed yet: retry shortly")
         return
-    subscriber = Subscriber(settings.max_lag, settings.max_frame_ticks)
-    client = Client(hub, subscriber, settings.max_symbols, wall_clock_ms)
+    transport_stats = stats.transports[transport]
+    subscriber = Subscriber(settings.max_lag, settings.max_frame_ticks, transport_stats)
+    subscriber.opened_at = asyncio.get_running_loop().time()
+    limiter = settings.op_rate.limiter() if settings.op_rate is not None else None
+    client = Client(hub, subscriber, settings.max_symbols, wall_clock_ms, limiter, stats.errors)
     client.open()
+    transport_stats.connections += 1
     if on_open is not None:
         on_open()
     # The reader runs in this task and the writer in its own; one task fewer per connection
@@ -78,7 +108,7 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
         if reading:
             this_task.cancel()
 
-    writer = asyncio.create_task(_write(websocket, subscriber, settings.pacer))
+    writer = asyncio.create_task(_write(websocket, subscriber, settings.pacer, stats))
     subscriber.writer = writer
     writer.add_done_callback(stop_reading)
     try:
@@ -91,6 +121,7 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
         pass  # the client went away mid-read
     finally:
         reading = False
+        transport_stats.connections -= 1
         client.close()
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError,
@@ -104,11 +135,16 @@ async def check_origin(websocket: WebSocket, origins: OriginPolicy) -> bool:
     if origins.allows(origin, websocket.headers.get("host")):
         return True
     log.warning("refused a WebSocket from origin %s", origin)
-    await websocket.send_denial_response(Response(
-        orjson.dumps({"type": "error", "code": "forbidden_origin",
-                      "message": f"pages from {origin} may not connect here"}),
-        status_code=403, media_type="application/json"))
+    await deny(websocket, 403, "forbidden_origin", f"pages from {origin} may not connect here")
     return False
+
+
+async def deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
+    """Refuse the handshake with an HTTP error (before accept: no hub state exists for it)."""
+    await websocket.send_denial_response(Response(
+        orjson.dumps({"type": "error", "code": code, "message": message}),
+        status_code=status, media_type="application/json",
+        headers={"X-Content-Type-Options": "nosniff"}))
 
 
 async def _read(websocket: WebSocket, client: Client, handle: Handler) -> None:
@@ -116,17 +152,27 @@ async def _read(websocket: WebSocket, client: Client, handle: Handler) -> None:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
+        if client.subscriber.close_request is not None:
+            continue  # closing: the writer sends the close frame, then stops this reader
         text = message.get("text")
-        handle(client, text if text is not None else message.get("bytes") or b"")
+        if text is None:
+            # The protocol is JSON text; bytes would be a client speaking something else.
+            client.subscriber.close(Close(CLOSE_UNSUPPORTED_DATA,
+                                          "binary frames are not accepted: send JSON text"))
+            continue
+        if client.admit(text):
+            handle(client, text)
 
 
-async def _write(websocket: WebSocket, subscriber: Subscriber, pacer: FramePacer) -> None:
+async def _write(websocket: WebSocket, subscriber: Subscriber, pacer: FramePacer,
+                 stats: Stats) -> None:
     """Send as soon as there is something and the connection is idle; but no sooner than the
     pacer's interval after the previous send, so that under load ticks share frames (each frame
     costs a system call) instead of the server spending itself on frame overhead. When the
     server is not busy the interval is 0: every tick goes out at once."""
     loop = asyncio.get_running_loop()
     last_send = 0.0
+    counts = subscriber.stats
     while True:
         await subscriber.wait()
         early = last_send + pacer.interval - loop.time()
@@ -134,29 +180,16 @@ async def _write(websocket: WebSocket, subscriber: Subscriber, pacer: FramePacer
             await asyncio.sleep(early)
         last_send = loop.time()
         for frame in subscriber.drain():
-            # No timer per frame (a timeout costs more than a small send): watch_stalls() checks
+            # No timer per frame (a timeout costs more than a small send): the janitor checks
             # sending_since for every connection once a second.
             subscriber.sending_since = loop.time()
             await websocket.send_text(frame.decode())
             subscriber.sending_since = 0.0
+            counts.frames += 1
+            counts.bytes += len(frame)
         request = subscriber.close_request
         if request is not None:
+            stats.closes[request.code] += 1
             subscriber.sending_since = loop.time()
             await websocket.close(request.code, request.reason)
             return
-
-
-async def watch_stalls(hub: Hub, send_timeout: float, period: float = 1.0) -> None:
-    """Drop any client whose current send has not completed within ``send_timeout``: it stopped
-    reading, and its socket buffers are full."""
-    loop = asyncio.get_running_loop()
-    while True:
-        await asyncio.sleep(period)
-        now = loop.time()
-        for subscriber in hub.subscribers():
-            since = subscriber.sending_since
-            if since and now - since > send_timeout and subscriber.writer is not None:
-                log.warning("dropping a client that took over %.1f s to accept one frame",
-                            send_timeout)
-                subscriber.sending_since = 0.0
-                subscriber.writer.cancel()
