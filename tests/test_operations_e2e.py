@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect as connect_sync
 
 from feeds.recording import read_ticks
 from tests.processes import READY
@@ -94,11 +95,15 @@ def test_log_lines_never_show_a_token_and_can_be_json(tmp_path: Path) -> None:
                             headers={"Authorization": f"Bearer {TOKEN}"}).is_success
             assert http.get(f"http://127.0.0.1:{port}/api/symbols?token=guess-0123456789"
                             ).status_code == 401
+        with pytest.raises(InvalidStatus):
+            connect_sync(f"ws://127.0.0.1:{port}/ws?token=guess-0123456789")
     finally:
         process.send_signal(signal.SIGTERM)
         rest, _ = process.communicate(timeout=10 * UNIT)
     output = "".join(lines) + rest
     assert TOKEN not in output and "guess-0123456789" not in output
+    # A refused handshake is a warning-free INFO line, not uvicorn's false ERROR.
+    assert "without completing handshake" not in output, output
     records = [orjson.loads(line) for line in output.splitlines() if line.strip()]
     assert {"time", "level", "logger", "message"} <= set(records[0])
     access = [r["message"] for r in records if r["logger"] == "uvicorn.access"]

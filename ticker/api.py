@@ -56,7 +56,7 @@ def symbols(hub: Hub) -> JSONResponse:
 
 def bars(request: Request, hub: Hub, bars_kept: int) -> JSONResponse:
     params = request.query_params
-    unknown = sorted(set(params) - {"symbol", "interval", "limit"})
+    unknown = sorted(set(params) - {"symbol", "interval", "limit", "token"})
     if unknown:
         return error(400, BAD_REQUEST, f"unknown parameter(s): {', '.join(unknown)}")
     symbol = params.get("symbol", "").upper()

@@ -43,6 +43,7 @@ from ticker.resources import web_dir
 from ticker.sources import FeedFactory, feed_factory_for
 from ticker.stats import Stats
 from ticker.subscriber import Close
+from ticker.transport.denial import send_denial
 from ticker.transport.janitor import tend_connections
 from ticker.transport.origin import OriginPolicy
 from ticker.transport.poll import PollSettings, serve_poll
@@ -207,7 +208,7 @@ class TickerApp(Starlette):
                              "an \"Authorization: Bearer ...\" header")
         response.headers["WWW-Authenticate"] = 'Bearer realm="ticker"'
         if scope["type"] == "websocket":
-            await WebSocket(scope, receive, send).send_denial_response(response)
+            await send_denial(WebSocket(scope, receive, send), response)
         else:
             await response(scope, receive, send)
 

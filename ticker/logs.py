@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 import uvicorn
 
+from ticker.transport.denial import DENIAL_SENT, UVICORN_INCOMPLETE_HANDSHAKE
+
 _SECRETS = re.compile(r"(?i)(\btoken=|\bbearer\s+)[^\s&\"']+")
 REDACTED = r"\1[redacted]"
 
@@ -34,6 +36,13 @@ class RedactTokens(logging.Filter):
         return True
 
 
+class DropDenialNoise(logging.Filter):
+    """See ticker/transport/denial.py: uvicorn's false ERROR after a refused handshake."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (DENIAL_SENT.get() and record.msg == UVICORN_INCOMPLETE_HANDSHAKE)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (ISO 8601, UTC), level, logger, message[, exception]."""
 
@@ -53,8 +62,8 @@ def log_config(level: str, fmt: str = "text") -> dict[str, Any]:
     config["loggers"] = dict(config["loggers"])
     config["loggers"]["ticker"] = {"handlers": ["default"], "level": level.upper(),
                                    "propagate": False}
-    config["filters"] = {"redact": {"()": RedactTokens}}
-    config["handlers"] = {name: {**handler, "filters": ["redact"]}
+    config["filters"] = {"redact": {"()": RedactTokens}, "denials": {"()": DropDenialNoise}}
+    config["handlers"] = {name: {**handler, "filters": ["redact", "denials"]}
                           for name, handler in config["handlers"].items()}
     if fmt == "json":
         config["formatters"] = {"json": {"()": JsonFormatter}}

@@ -30,6 +30,7 @@ from ticker.errors import TickerError
 from ticker.hub import Hub
 from ticker.protocol import BAD_REQUEST, encode_error, parse_symbol_list
 from ticker.pump import run_feed
+from ticker.transport.denial import send_denial
 from ticker.transport.janitor import tend_connections
 from ticker.transport.ws import (
     WebSocketSettings,
@@ -59,10 +60,10 @@ async def serve_replay(websocket: WebSocket, settings: ReplaySettings) -> None:
     try:
         feed = await asyncio.to_thread(_open_feed, websocket.query_params, settings.catalog)
     except RecordingNotFound as problem:
-        await websocket.send_denial_response(error(404, "unknown_recording", str(problem)))
+        await send_denial(websocket, error(404, "unknown_recording", str(problem)))
         return
     except (RecordingNameError, TickerError, ValueError) as problem:
-        await websocket.send_denial_response(error(400, BAD_REQUEST, str(problem)))
+        await send_denial(websocket, error(400, BAD_REQUEST, str(problem)))
         return
     hub = Hub(settings.snapshot_size, settings.history_size, settings.bars_kept)
     broker = MemoryBroker()
@@ -74,7 +75,7 @@ async def serve_replay(websocket: WebSocket, settings: ReplaySettings) -> None:
     try:
         while not hub.ready:
             if player.done():
-                await websocket.send_denial_response(error(
+                await send_denial(websocket, error(
                     400, BAD_REQUEST, "the recording has no ticks in the requested range"))
                 return
             await asyncio.sleep(0.005)

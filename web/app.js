@@ -121,6 +121,10 @@ const connection = new Connection({
   },
   onState() {
     status.render(); // called from connection.start() on, when everything below exists
+    // Stopped for good (a terminal close, or no token): say why where it cannot be missed.
+    if (connection.state === "offline" && connection.reason) {
+      toast(`Stopped: ${connection.reason}`, { sticky: true });
+    }
   },
 });
 
@@ -335,12 +339,12 @@ addEventListener("keydown", (event) => {
 initTheme($(".theme"), () => grid.setColors(colors()));
 
 let toastTimer = 0;
-function toast(text) {
+function toast(text, { sticky = false } = {}) {
   const box = $(".toast");
   box.textContent = text;
   box.hidden = false;
   clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => { box.hidden = true; }, 6_000);
+  if (!sticky) toastTimer = setTimeout(() => { box.hidden = true; }, 6_000);
 }
 
 // A read-only window into the live state, for tests and for a curious trader's console.

@@ -28,6 +28,7 @@ from ticker.pacing import FramePacer
 from ticker.protocol import CLOSE_SLOW_CONSUMER, CLOSE_TRY_AGAIN_LATER
 from ticker.stats import Stats
 from ticker.subscriber import Close, Subscriber
+from ticker.transport.denial import send_denial
 from ticker.transport.origin import OriginPolicy
 from ticker.transport.ws import WebSocketSettings, check_origin, deny
 
@@ -84,7 +85,7 @@ async def serve_alpaca(websocket: WebSocket, hub: Hub, settings: AlpacaSettings)
     feed = websocket.path_params.get("feed")
     if feed not in protocol.FEEDS:
         feeds = ", ".join(sorted(protocol.FEEDS))
-        await websocket.send_denial_response(Response(
+        await send_denial(websocket, Response(
             orjson.dumps({"type": "error", "code": "unknown_feed",
                           "message": f"no feed {feed!r} here; the feeds are {feeds}"}),
             status_code=404, media_type="application/json"))

@@ -25,6 +25,7 @@ from ticker.protocol import CLOSE_TRY_AGAIN_LATER, CLOSE_UNSUPPORTED_DATA
 from ticker.ratelimit import OpRateLimiter
 from ticker.stats import Stats
 from ticker.subscriber import Close, Subscriber
+from ticker.transport.denial import send_denial
 from ticker.transport.origin import OriginPolicy
 
 log = logging.getLogger("ticker.ws")
@@ -141,7 +142,7 @@ async def check_origin(websocket: WebSocket, origins: OriginPolicy) -> bool:
 
 async def deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
     """Refuse the handshake with an HTTP error (before accept: no hub state exists for it)."""
-    await websocket.send_denial_response(Response(
+    await send_denial(websocket, Response(
         orjson.dumps({"type": "error", "code": code, "message": message}),
         status_code=status, media_type="application/json",
         headers={"X-Content-Type-Options": "nosniff"}))
