@@ -44,6 +44,7 @@ from ticker.sources import FeedFactory, feed_factory_for
 from ticker.stats import Stats
 from ticker.subscriber import Close
 from ticker.transport.denial import send_denial
+from ticker.transport.flusher import Flusher
 from ticker.transport.janitor import tend_connections
 from ticker.transport.origin import OriginPolicy
 from ticker.transport.poll import PollSettings, serve_poll
@@ -69,7 +70,7 @@ class Node:
             server.max_symbols_per_connection, OriginPolicy(server.allowed_origins), self.pacer,
             server.max_connections,
             OpRate(server.ops_per_second, server.ops_burst, server.rate_limit_strikes),
-            self.stats)
+            self.stats, Flusher(self.pacer))
         self.sse_settings = SseSettings(config.max_lag, server.max_frame_ticks,
                                         server.max_symbols_per_connection, server.sse_keepalive,
                                         server.max_connections, self.stats)

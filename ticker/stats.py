@@ -44,7 +44,7 @@ class LatencySampler:
 
 
 class TransportStats:
-    __slots__ = ("bytes", "conflated", "connections", "frames", "latency", "ticks")
+    __slots__ = ("bytes", "conflated", "connections", "direct_frames", "frames", "latency", "ticks")
 
     def __init__(self, latency: LatencySampler | None = None) -> None:
         self.latency = latency or LatencySampler()
@@ -53,6 +53,7 @@ class TransportStats:
         self.frames = 0  # WebSocket messages, SSE events, poll replies
         self.bytes = 0
         self.conflated = 0  # ticks skipped under max_rate (a later tick carried the news)
+        self.direct_frames = 0  # frames written to the transport directly (transport/frames.py)
 
 
 class Stats:

@@ -13,6 +13,7 @@ while its position is still in history, so it can reconnect and resume without l
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ticker.history import History
@@ -46,7 +47,8 @@ class Subscriber:
     # A plain list and Future rather than deque and asyncio.Event: each of those allocates about
     # 700 bytes up front, and 10,000 idle connections should stay small.
     __slots__ = ("_cursors", "_frame_ticks", "_max_lag", "_messages", "_waiter", "close_request",
-                 "opened_at", "pending", "sending_since", "stats", "subscribed_ever", "writer")
+                 "on_wake", "opened_at", "pending", "sending_since", "stats", "subscribed_ever",
+                 "writer")
 
     def __init__(self, max_lag: int, max_frame_ticks: int,
                  stats: TransportStats | None = None) -> None:
@@ -67,6 +69,9 @@ class Subscriber:
         # closed as idle some time after it opened (loop time; 0 = not watched).
         self.opened_at = 0.0
         self.subscribed_ever = False
+        # Called instead of waking the writer task while a flusher serves this connection
+        # (ticker/transport/flusher.py).
+        self.on_wake: Callable[[], None] | None = None
 
     def follow(self, symbol: str, history: History, after_seq: int,
                max_rate: float = 0.0) -> None:
@@ -95,6 +100,10 @@ class Subscriber:
     def wake(self) -> None:
         if not self.pending:
             self.pending = True
+            on_wake = self.on_wake
+            if on_wake is not None:
+                on_wake()
+                return
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)

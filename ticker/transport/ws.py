@@ -26,6 +26,8 @@ from ticker.ratelimit import OpRateLimiter
 from ticker.stats import Stats
 from ticker.subscriber import Close, Subscriber
 from ticker.transport.denial import send_denial
+from ticker.transport.flusher import Flusher
+from ticker.transport.frames import DirectFrames
 from ticker.transport.origin import OriginPolicy
 
 log = logging.getLogger("ticker.ws")
@@ -45,7 +47,8 @@ class WebSocketSettings:
     def __init__(self, send_timeout: float, max_lag: int, max_frame_ticks: int,
                  max_symbols: int, origins: OriginPolicy | None = None,
                  pacer: FramePacer | None = None, max_connections: int = 10_000,
-                 op_rate: OpRate | None = None, stats: Stats | None = None) -> None:
+                 op_rate: OpRate | None = None, stats: Stats | None = None,
+                 flusher: Flusher | None = None) -> None:
         self.origins = origins or OriginPolicy(())
         self.pacer = pacer or FramePacer(0.0)
         self.send_timeout = send_timeout
@@ -55,6 +58,7 @@ class WebSocketSettings:
         self.max_connections = max_connections
         self.op_rate = op_rate
         self.stats = stats or Stats()
+        self.flusher = flusher
 
 
 def wall_clock_ms() -> float:
@@ -109,7 +113,8 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
         if reading:
             this_task.cancel()
 
-    writer = asyncio.create_task(_write(websocket, subscriber, settings.pacer, stats))
+    writer = asyncio.create_task(_write(websocket, subscriber, settings.pacer, stats,
+                                        settings.flusher))
     subscriber.writer = writer
     writer.add_done_callback(stop_reading)
     try:
@@ -166,7 +171,7 @@ async def _read(websocket: WebSocket, client: Client, handle: Handler) -> None:
 
 
 async def _write(websocket: WebSocket, subscriber: Subscriber, pacer: FramePacer,
-                 stats: Stats) -> None:
+                 stats: Stats, flusher: Flusher | None = None) -> None:
     """Send as soon as there is something and the connection is idle; but no sooner than the
     pacer's interval after the previous send, so that under load ticks share frames (each frame
     costs a system call) instead of the server spending itself on frame overhead. When the
@@ -174,18 +179,26 @@ async def _write(websocket: WebSocket, subscriber: Subscriber, pacer: FramePacer
     loop = asyncio.get_running_loop()
     last_send = 0.0
     counts = subscriber.stats
+    direct = DirectFrames.of(websocket)
     while True:
+        if (flusher is not None and direct is not None and subscriber.close_request is None
+                and direct.ready()):
+            await flusher.serve(subscriber, direct)  # until it needs this task again
         await subscriber.wait()
         early = last_send + pacer.interval - loop.time()
         if early > 0:
             await asyncio.sleep(early)
         last_send = loop.time()
         for frame in subscriber.drain():
-            # No timer per frame (a timeout costs more than a small send): the janitor checks
-            # sending_since for every connection once a second.
-            subscriber.sending_since = loop.time()
-            await websocket.send_text(frame.decode())
-            subscriber.sending_since = 0.0
+            if direct is not None and direct.ready():
+                direct.write(frame)  # no await: see ticker/transport/frames.py
+                counts.direct_frames += 1
+            else:
+                # No timer per frame (a timeout costs more than a small send): the janitor
+                # checks sending_since for every connection once a second.
+                subscriber.sending_since = loop.time()
+                await websocket.send_text(frame.decode())
+                subscriber.sending_since = 0.0
             counts.frames += 1
             counts.bytes += len(frame)
         request = subscriber.close_request

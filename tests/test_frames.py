@@ -1,0 +1,34 @@
+"""Text frames written straight to the transport are byte for byte what websockets would write."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from websockets.frames import Frame, Opcode
+
+from tests.servers import make_config, running_server
+from tests.wsclient import TickerClient
+from ticker.transport.frames import text_frame_header
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65_535, 65_536, 300_000])
+def test_the_header_matches_websockets_own_serializer(length: int) -> None:
+    payload = b"x" * length
+    expected = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
+    assert text_frame_header(length) + payload == expected
+
+
+@pytest.mark.e2e
+@pytest.mark.anyio
+async def test_the_default_server_writes_frames_directly_and_clients_read_them() -> None:
+    with running_server(make_config(**{"feed.tick_rate": 2000.0})) as server:
+        await asyncio.sleep(1.0)  # snapshots of several KB: frames with a 2-byte length
+        client = await TickerClient.open(server.ws_url)
+        await client.send({"op": "subscribe", "symbols": ["AAPL", "NVDA", "TSLA"]})
+        snapshot = await client.recv_type("snapshot")
+        assert len(snapshot["ticks"]) > 50
+        await client.until_ticks("TSLA", len(client.ticks["TSLA"]) + 30)  # seqs checked
+        await client.close()
+        ws = server.node.stats.transports["ws"]
+        assert ws.direct_frames > 0 and ws.direct_frames <= ws.frames

@@ -1,0 +1,62 @@
+"""Writing ready-made text frames straight to a WebSocket's transport, when it is safe to.
+
+Through ASGI, every frame costs a trip through Starlette's WebSocket.send, uvicorn's send
+coroutine, websockets' Frame object and serializer, a list join, and a decode of our UTF-8 bytes
+into str that uvicorn encodes straight back: measured, more than the send system call itself.
+A server-to-client text frame is just a 2-10 byte header and the payload (RFC 6455 section 5.2:
+FIN, opcode 1, no mask), so when the connection runs on uvicorn's websockets-sansio protocol
+without compression, the writer puts header and payload on the transport itself, and only falls
+back to the ASGI path when it would have to wait (the transport is paused: the client is slow)
+or the connection is closing. Anything else (wsproto, deflate, another server) uses ASGI always.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from starlette.websockets import WebSocket
+from websockets.protocol import OPEN, Protocol
+
+_FIN_TEXT = 0x81
+
+
+def text_frame_header(length: int) -> bytes:
+    if length < 126:
+        return bytes((_FIN_TEXT, length))
+    if length < 1 << 16:
+        return struct.pack("!BBH", _FIN_TEXT, 126, length)
+    return struct.pack("!BBQ", _FIN_TEXT, 127, length)
+
+
+class DirectFrames:
+    """The uvicorn connection behind one accepted WebSocket, written to directly."""
+
+    __slots__ = ("_conn", "_protocol", "_transport", "_writable")
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+        self._conn: Protocol = protocol.conn
+        self._transport = protocol.transport
+        self._writable = protocol.writable
+
+    @classmethod
+    def of(cls, websocket: WebSocket) -> DirectFrames | None:
+        """None unless the connection is uvicorn's websockets-sansio protocol, uncompressed."""
+        protocol = getattr(getattr(websocket, "_send", None), "__self__", None)
+        conn = getattr(protocol, "conn", None)
+        if (not isinstance(conn, Protocol) or conn.extensions
+                or not hasattr(protocol, "transport") or not hasattr(protocol, "writable")
+                or not hasattr(protocol, "close_sent")):
+            return None
+        return cls(protocol)
+
+    def ready(self) -> bool:
+        """Whether a frame can go out now without waiting and without breaking the protocol."""
+        return (self._writable.is_set() and not self._protocol.close_sent
+                and self._conn.state is OPEN and not self._conn.expect_continuation_frame
+                and not self._transport.is_closing())
+
+    def write(self, payload: bytes) -> None:
+        """One complete text message; ``payload`` must be UTF-8 (ours is JSON from orjson)."""
+        self._transport.write(text_frame_header(len(payload)) + payload)
