@@ -13,8 +13,6 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-import orjson
-from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ticker.alpaca import protocol
@@ -25,10 +23,9 @@ from ticker.config import Config
 from ticker.errors import AlpacaError
 from ticker.hub import Hub
 from ticker.pacing import FramePacer
-from ticker.protocol import CLOSE_SLOW_CONSUMER, CLOSE_TRY_AGAIN_LATER
+from ticker.protocol import CLOSE_SLOW_CONSUMER, CLOSE_TRY_AGAIN_LATER, quote
 from ticker.stats import Stats
 from ticker.subscriber import Close, Subscriber
-from ticker.transport.denial import send_denial
 from ticker.transport.origin import OriginPolicy
 from ticker.transport.ws import WebSocketSettings, check_origin, deny
 
@@ -85,10 +82,8 @@ async def serve_alpaca(websocket: WebSocket, hub: Hub, settings: AlpacaSettings)
     feed = websocket.path_params.get("feed")
     if feed not in protocol.FEEDS:
         feeds = ", ".join(sorted(protocol.FEEDS))
-        await send_denial(websocket, Response(
-            orjson.dumps({"type": "error", "code": "unknown_feed",
-                          "message": f"no feed {feed!r} here; the feeds are {feeds}"}),
-            status_code=404, media_type="application/json"))
+        await deny(websocket, 404, "unknown_feed",
+                   f"no feed {quote(feed)} here; the feeds are {feeds}")
         return
     if not await check_origin(websocket, settings.origins):
         settings.stats.refused["origin"] += 1
