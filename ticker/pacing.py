@@ -1,4 +1,8 @@
-"""How long a connection's writer lets ticks pile up between frames, from how busy we are.
+"""How long a connection's own writer task lets ticks pile up between frames, from how busy we are.
+
+It paces only connections served by their own writer task (compression, another WebSocket
+implementation, a client that has fallen behind); the shared flush (transport/flusher.py) needs no
+pacing, its queue batches by itself.
 
 Every frame costs a system call (about 10-30 us here), so frames, not ticks, are what saturate
 a core. When the process is mostly idle, each tick goes out at once (lowest latency); as its CPU

@@ -1,10 +1,16 @@
 """One callback that writes every ready WebSocket's frames, instead of one task switch per frame.
 
 A connection whose transport takes frames directly (ticker/transport/frames.py) is served from
-here: the hub's wake-up puts it on the ready list and schedules one flush for everyone; the flush
-drains each ready connection and writes its frames with no await. The flush runs at once when
-the process is idle (latency: one loop turn) and no sooner than the frame pacer's interval after
-the previous flush when it is busy, so that under load ticks share frames.
+here: the hub's wake-up puts it at the end of the ready queue, and the flush drains connections
+from the front and writes their frames with no await. Each frame costs a system call, so the
+queue, not a timer, sets the pace: when idle, a tick goes out on the next loop turn; under load,
+ticks pile up for a connection while it waits its turn, and frames grow by themselves.
+
+The flush serves a few connections per loop turn (``CHUNK``), then lets the loop run: the feed
+gets to release new ticks between chunks, so a tick for a connection still waiting in the queue
+joins the frame it is about to get, rather than waiting a whole round of everyone (measured at
+1000 clients and 200k ticks/s delivered: p50 14 -> 8 ms; at 4M/s p99 200 -> 61 ms, because the
+hub also sees smaller batches).
 
 A connection that cannot be written now (its transport paused: the client reads slowly) or that
 is closing goes back to its own writer task, which awaits the socket, and the janitor's stall
@@ -15,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 
-from ticker.pacing import FramePacer
 from ticker.stats import TransportStats
 from ticker.subscriber import Subscriber
 from ticker.transport.frames import DirectFrames
+
+CHUNK = 8  # connections per loop turn; 4-16 measured alike, a whole round is worse
 
 
 class _Entry:
@@ -33,11 +40,9 @@ class _Entry:
 
 
 class Flusher:
-    def __init__(self, pacer: FramePacer) -> None:
-        self._pacer = pacer
+    def __init__(self) -> None:
         self._ready: list[_Entry] = []
         self._scheduled: asyncio.Handle | None = None
-        self._last_flush = 0.0
 
     async def serve(self, subscriber: Subscriber, direct: DirectFrames) -> None:
         """Serve ``subscriber`` from flushes until it needs its writer task again; returns then
@@ -55,15 +60,13 @@ class Flusher:
     def _add(self, entry: _Entry) -> None:
         self._ready.append(entry)
         if self._scheduled is None:
-            loop = asyncio.get_running_loop()
-            delay = self._last_flush + self._pacer.interval - loop.time()
-            self._scheduled = (loop.call_later(delay, self._flush) if delay > 0
-                               else loop.call_soon(self._flush))
+            self._scheduled = asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._scheduled = None
-        self._last_flush = asyncio.get_running_loop().time()
-        ready, self._ready = self._ready, []
+        ready = self._ready[:CHUNK]
+        del self._ready[:CHUNK]
+        self._scheduled = (asyncio.get_running_loop().call_soon(self._flush) if self._ready
+                           else None)
         for entry in ready:
             if entry.handback.done():
                 continue  # its writer took over (or the connection ended) since
