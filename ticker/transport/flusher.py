@@ -43,11 +43,13 @@ class Flusher:
     def __init__(self) -> None:
         self._ready: list[_Entry] = []
         self._scheduled: asyncio.Handle | None = None
+        # Kept, not looked up per call: asyncio.get_running_loop() costs a getpid() system call.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def serve(self, subscriber: Subscriber, direct: DirectFrames) -> None:
         """Serve ``subscriber`` from flushes until it needs its writer task again; returns then
         (with whatever is due still pending, for the writer to send)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         entry = _Entry(subscriber, direct, loop.create_future())
         subscriber.on_wake = lambda: self._add(entry)
         if subscriber.pending:
@@ -59,13 +61,13 @@ class Flusher:
 
     def _add(self, entry: _Entry) -> None:
         self._ready.append(entry)
-        if self._scheduled is None:
-            self._scheduled = asyncio.get_running_loop().call_soon(self._flush)
+        if self._scheduled is None and self._loop is not None:
+            self._scheduled = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         ready = self._ready[:CHUNK]
         del self._ready[:CHUNK]
-        self._scheduled = (asyncio.get_running_loop().call_soon(self._flush) if self._ready
+        self._scheduled = (self._loop.call_soon(self._flush) if self._ready and self._loop
                            else None)
         for entry in ready:
             if entry.handback.done():
