@@ -344,3 +344,28 @@ def test_bench_fanout_quick_runs_ours_and_a_baseline(tmp_path: Path) -> None:
     batched = min(servers["batched"]["steps"], key=lambda step: step["p50_ms"])
     assert 5 < batched["p50_ms"] < 80 and batched["max_ms"] > 25, batched
     assert set(report["ours_ratio_to"]) == {"batched"}
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(int(90 * UNIT))
+def test_bench_slow_alternates_steps_without_and_with_stalled_clients(tmp_path: Path) -> None:
+    out = tmp_path / "slow.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKER_")}
+    env["PYTHONPATH"] = IMPORT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run(
+        [sys.executable, "-m", "ticker", "bench", "slow", "--clients", "40", "--sample", "8",
+         "--rate", "200", "--stalled", "4", "--pairs", "1", "--warmup", "1", "--measure", "1",
+         "--out", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=80 * UNIT, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "p99 with stalled clients minus without" in done.stdout, done.stdout
+    report = json.loads(out.read_text())
+    assert [step["stalled_clients"] for step in report["steps"]] == [0, 4]
+    for step in report["steps"]:
+        where = f"{step['stalled_clients']} stalled: {step}"
+        assert step["failure"] is None and step["subscribed"] == 40, where
+        # Every stalled client got its subscription through before it stopped reading.
+        assert step["stalled"] == step["stalled_clients"], where
+        assert step["gaps"] == 0 and step["duplicates"] == 0 and step["disconnects"] == 0, where
+        assert step["sample_owed"] > 0 and step["p99_ms"] is not None, where
+    assert report["verdict"].startswith(("within noise", "costs the others")), report["verdict"]

@@ -149,6 +149,7 @@ BENCHMARKS = {
     "transports": "short polling, long polling, SSE and WebSocket side by side",
     "nodes": "one server node against two, sharing one feed through Redis",
     "replay": "how closely a replay keeps the recorded timing",
+    "slow": "what clients that stop reading cost everyone else",
 }
 
 

@@ -70,7 +70,7 @@ class Node:
             server.max_symbols_per_connection, OriginPolicy(server.allowed_origins), self.pacer,
             server.max_connections,
             OpRate(server.ops_per_second, server.ops_burst, server.rate_limit_strikes),
-            self.stats, Flusher())
+            self.stats, Flusher(), server.ws_send_buffer)
         self.sse_settings = SseSettings(config.max_lag, server.max_frame_ticks,
                                         server.max_symbols_per_connection, server.sse_keepalive,
                                         server.max_connections, self.stats)

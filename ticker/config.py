@@ -38,6 +38,7 @@ class ServerConfig:
     ws_ping_interval: float
     sse_keepalive: float
     send_timeout: float
+    ws_send_buffer: int
     max_lag_fraction: float
     max_frame_ticks: int
     max_frame_interval: float
@@ -61,6 +62,7 @@ class ServerConfig:
                     "ops_per_second", "idle_timeout", "feed_stall_timeout"):
             _require(key, getattr(self, key) > 0, "must be > 0")
         _require("transports", bool(self.transports), "must name at least one transport")
+        _require("ws_send_buffer", self.ws_send_buffer >= 0, "must be >= 0 (0: the kernel's)")
         _require("max_frame_interval", 0 <= self.max_frame_interval <= 1, "must be 0..1 s")
         _require("max_lag_fraction", 0 < self.max_lag_fraction < 1, "must be between 0 and 1")
 

@@ -16,6 +16,7 @@ import contextlib
 import gc
 import logging
 import os
+import socket
 import sys
 import time
 from collections import Counter
@@ -36,6 +37,7 @@ SEQ_KEY = b'"seq"'  # once per tick object; nothing else in a "ticks" message ho
 CONNECT_CONCURRENCY = 100  # handshakes in flight: well below uvicorn's listen backlog of 2048
 GRACE_S = 0.3  # after the window, for ticks produced before its end to arrive on time
 CLOSE_TIMEOUT_S = 2.0
+STALLED_RCVBUF = 4096  # bytes: a stalled client's socket fills within a fraction of a second
 _DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
 
 
@@ -47,6 +49,7 @@ class Tracker:
         self.subscribed = 0
         self.all_subscribed = asyncio.Event()
         self.disconnects = 0
+        self.stalled = 0
         self.close_codes: Counter[str] = Counter()
         self.errors = 0
 
@@ -118,6 +121,33 @@ class BenchClient(WSListener):
             log.warning("server error: %s", message)
 
 
+class StalledClient(WSListener):
+    """Subscribes, then never reads again: its receive buffer (made small) fills, then the
+    server's send buffer; the server must drop it by its slow-client policy without the
+    measured clients noticing."""
+
+    def __init__(self, request: bytes, tracker: Tracker) -> None:
+        super().__init__()
+        self.request = request
+        self.tracker = tracker
+        self.stalled = False
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        transport.send(WSMsgType.TEXT, self.request)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if self.stalled or frame.msg_type is not WSMsgType.TEXT:
+            return
+        if orjson.loads(frame.get_payload_as_bytes()).get("type") == "subscribed":
+            self.stalled = True
+            self.tracker.stalled += 1
+            underlying = transport.underlying_transport
+            sock = underlying.get_extra_info("socket")
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
+            underlying.pause_reading()
+
+
 @dataclass(frozen=True, slots=True)
 class Reading:
     """Counters and CPU times at one instant."""
@@ -153,7 +183,10 @@ class Fleet:
                         SampleStream(self.window) if i in chosen else None, self.tracker)
             for i, symbols in enumerate(self.subscriptions)
         ]
+        everything = orjson.dumps({"op": "subscribe", "symbols": names})
+        self.stalled = [StalledClient(everything, self.tracker) for _ in range(workload.stalled)]
         self.transports: list[WSTransport] = []
+        self.stalled_transports: list[WSTransport] = []
 
     def read(self, server_pid: int) -> Reading:
         clients = self.clients
@@ -166,7 +199,7 @@ class Fleet:
     async def connect(self, url: str) -> None:
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-        async def connect(client: BenchClient) -> None:
+        async def connect(client: WSListener, into: list[WSTransport]) -> None:
             async with gate:
                 try:
                     transport, _ = await ws_connect(lambda: client, url,
@@ -174,12 +207,16 @@ class Fleet:
                 except Exception as error:  # refused, reset, handshake timeout: count, go on
                     log.warning("connect failed: %r", error)
                     return
-                self.transports.append(transport)
+                into.append(transport)
 
-        await asyncio.gather(*(connect(client) for client in self.clients))
+        await asyncio.gather(*(connect(client, self.transports) for client in self.clients),
+                             *(connect(client, self.stalled_transports)
+                               for client in self.stalled))
 
     async def close(self) -> None:
         """Close politely, so the server's clean-up is not part of the next step."""
+        for transport in self.stalled_transports:
+            transport.disconnect(graceful=False)  # it reads nothing, not even a close
         for client in self.clients:
             client.closing = True
         for transport in self.transports:
@@ -265,6 +302,7 @@ def record(result: Measurement, fleet: Fleet, workload: Workload, before: Readin
     result.gaps = sum(s.gaps for s in streams)
     result.duplicates = sum(s.duplicates for s in streams)
     result.disconnects = tracker.disconnects
+    result.stalled = tracker.stalled
     result.close_codes = dict(tracker.close_codes)
     result.errors = tracker.errors
 

@@ -42,7 +42,8 @@ class Measurement:
     max_ms: float | None = None
     gaps: int = 0
     duplicates: int = 0
-    disconnects: int = 0
+    disconnects: int = 0  # of the measured clients (stalled ones are expected to be dropped)
+    stalled: int = 0  # stalled clients (Workload.stalled) that subscribed, then stopped reading
     close_codes: dict[str, int] = field(default_factory=dict)
     errors: int = 0  # "error" messages from the server
     freshest_lag_ms: float | None = None  # window end minus the newest ts seen by then

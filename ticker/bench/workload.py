@@ -26,11 +26,14 @@ class Workload:
     seed: int = 1
     warmup_s: float = 2.0
     measure_s: float = 5.0
+    stalled: int = 0  # more clients, on every symbol, that stop reading once subscribed
 
     def __post_init__(self) -> None:
         for key in ("symbols", "clients", "symbols_per_client", "sample"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.stalled < 0:
+            raise ValueError(f"stalled must be >= 0, got {self.stalled}")
         if self.symbols_per_client > self.symbols:
             raise ValueError(f"symbols per client ({self.symbols_per_client}) exceeds the "
                              f"number of symbols ({self.symbols})")

@@ -12,6 +12,8 @@ or the connection is closing. Anything else (wsproto, deflate, another server) u
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import struct
 from typing import Any
 
@@ -43,7 +45,7 @@ class DirectFrames:
     @classmethod
     def of(cls, websocket: WebSocket) -> DirectFrames | None:
         """None unless the connection is uvicorn's websockets-sansio protocol, uncompressed."""
-        protocol = getattr(getattr(websocket, "_send", None), "__self__", None)
+        protocol = _uvicorn_protocol(websocket)
         conn = getattr(protocol, "conn", None)
         if (not isinstance(conn, Protocol) or conn.extensions
                 or not hasattr(protocol, "transport") or not hasattr(protocol, "writable")
@@ -60,3 +62,22 @@ class DirectFrames:
     def write(self, payload: bytes) -> None:
         """One complete text message; ``payload`` must be UTF-8 (ours is JSON from orjson)."""
         self._transport.write(text_frame_header(len(payload)) + payload)
+
+
+def cap_send_buffer(websocket: WebSocket, size: int) -> bool:
+    """Bound what the kernel holds for this connection (SO_SNDBUF; Linux books twice the value),
+    so that a client that stops reading fills it, pauses its transport and meets the slow-client
+    policy within a second or so, instead of being served into a buffer that autotuning grows
+    to megabytes. Whether it could (uvicorn connections over a real socket only)."""
+    transport = getattr(_uvicorn_protocol(websocket), "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if size <= 0 or sock is None:
+        return False
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        return True
+    return False
+
+
+def _uvicorn_protocol(websocket: WebSocket) -> Any:
+    return getattr(getattr(websocket, "_send", None), "__self__", None)

@@ -27,7 +27,7 @@ from ticker.stats import Stats
 from ticker.subscriber import Close, Subscriber
 from ticker.transport.denial import send_denial
 from ticker.transport.flusher import Flusher
-from ticker.transport.frames import DirectFrames
+from ticker.transport.frames import DirectFrames, cap_send_buffer
 from ticker.transport.origin import OriginPolicy
 
 log = logging.getLogger("ticker.ws")
@@ -48,7 +48,7 @@ class WebSocketSettings:
                  max_symbols: int, origins: OriginPolicy | None = None,
                  pacer: FramePacer | None = None, max_connections: int = 10_000,
                  op_rate: OpRate | None = None, stats: Stats | None = None,
-                 flusher: Flusher | None = None) -> None:
+                 flusher: Flusher | None = None, send_buffer: int = 0) -> None:
         self.origins = origins or OriginPolicy(())
         self.pacer = pacer or FramePacer(0.0)
         self.send_timeout = send_timeout
@@ -59,6 +59,7 @@ class WebSocketSettings:
         self.op_rate = op_rate
         self.stats = stats or Stats()
         self.flusher = flusher
+        self.send_buffer = send_buffer
 
 
 def wall_clock_ms() -> float:
@@ -89,6 +90,7 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
                    "retry later or elsewhere")
         return
     await websocket.accept()
+    cap_send_buffer(websocket, settings.send_buffer)
     if not hub.ready:
         # A relay node whose feed has not started: nothing to describe in a hello yet.
         await websocket.close(CLOSE_TRY_AGAIN_LATER, "no feed yet: retry shortly")
