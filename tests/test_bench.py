@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -17,12 +18,12 @@ from picows import WSMsgType
 from picows.picows import _make_test_ws_frame
 
 import ticker
-from ticker.bench.fanout import run_ramp
+from ticker.bench.fanout import _selected, run_ramp
 from ticker.bench.loadgen import BenchClient, Tracker, owed_by_all
 from ticker.bench.measurement import Measurement, judge
 from ticker.bench.report import Ramp, Step, at_tenth, row, summary
 from ticker.bench.sample import SampleStream, Window, percentiles
-from ticker.bench.servers import KINDS
+from ticker.bench.servers import KINDS, server_command
 from ticker.bench.workload import (
     Workload,
     client_symbols,
@@ -62,6 +63,18 @@ def test_the_sample_is_spread_and_covers_every_symbol(clients: int, symbols: int
     assert covered == set(names)
     if sample < clients:
         assert chosen[-1] - chosen[0] > clients // 2  # not just the first connections
+
+
+def test_the_default_run_is_ours_and_the_baselines_and_variants_run_on_request() -> None:
+    default = [kind.name for kind in _selected(argparse.Namespace(only=None))]
+    assert default == ["ours", "naive", "broadcast", "batched"]
+    asked = _selected(argparse.Namespace(only=[["ours-wsproto", "ours"]]))
+    assert [kind.name for kind in asked] == ["ours", "ours-wsproto"]
+    wsproto = asked[1]
+    # The same `ticker serve` command; the protocol comes in through the server's environment.
+    assert server_command(wsproto, 1, 100, 10.0, 1) == server_command(asked[0], 1, 100, 10.0, 1)
+    assert wsproto.env() == {"TICKER_SERVER_WS_IMPLEMENTATION": "wsproto"}
+    assert asked[0].env() == {}
 
 
 def test_ladder() -> None:

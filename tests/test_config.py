@@ -405,3 +405,17 @@ def test_bad_alpaca_settings_name_the_key(overrides: dict[str, object], key: str
 def test_alpaca_keys_come_from_the_environment() -> None:
     config = load_config(environ={"TICKER_ALPACA_KEYS": '["PKTEST:se:cret"]'})
     assert config.alpaca.keys == ("PKTEST:se:cret",)
+
+
+def test_a_websocket_protocol_whose_package_is_missing_is_a_config_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without this, uvicorn fails at start-up with a ModuleNotFoundError traceback.
+    assert load_config(environ={}, overrides={"server.ws_implementation": "wsproto"})
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "wsproto" else real(name, *rest))
+    with pytest.raises(ConfigError, match="pip install wsproto") as raised:
+        load_config(environ={}, overrides={"server.ws_implementation": "wsproto"})
+    assert "server.ws_implementation" in str(raised.value)

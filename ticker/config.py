@@ -8,6 +8,7 @@ unknown key, a wrong type or an impossible value raises :class:`ConfigError` nam
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
 import tomllib
@@ -62,6 +63,9 @@ class ServerConfig:
                     "ops_per_second", "idle_timeout", "feed_stall_timeout"):
             _require(key, getattr(self, key) > 0, "must be > 0")
         _require("transports", bool(self.transports), "must name at least one transport")
+        _require("ws_implementation", self.ws_implementation != "wsproto"
+                 or importlib.util.find_spec("wsproto") is not None,
+                 "wsproto is not installed (pip install wsproto), or choose websockets-sansio")
         _require("ws_send_buffer", self.ws_send_buffer >= 0, "must be >= 0 (0: the kernel's)")
         _require("max_frame_interval", 0 <= self.max_frame_interval <= 1, "must be 0..1 s")
         _require("max_lag_fraction", 0 < self.max_lag_fraction < 1, "must be between 0 and 1")

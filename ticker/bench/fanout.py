@@ -79,7 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline-rates", type=_rates, metavar="T,T,...",
                         help="the baselines' ramp (default 50, 70, 100, 150, 200, 300, ...)")
     parser.add_argument("--only", type=_kinds, action="append", metavar="SERVER[,SERVER]",
-                        help=f"run only these servers, of {', '.join(KIND_NAMES)} (default all)")
+                        help=f"run only these servers, of {', '.join(KIND_NAMES)} (default: ours "
+                             "and the three baselines)")
     parser.add_argument("--out", default="bench-fanout.json", metavar="PATH",
                         help="where to write every step as JSON (bench-fanout.json)")
     parser.add_argument("--log-dir", metavar="DIR",
@@ -157,8 +158,11 @@ def _workload(args: argparse.Namespace) -> Workload:
 
 
 def _selected(args: argparse.Namespace) -> list[ServerKind]:
-    wanted = {name for names in args.only for name in names} if args.only else set(KIND_NAMES)
-    kinds = [kind for kind in KINDS if kind.name in wanted]
+    if args.only:
+        wanted = {name for names in args.only for name in names}
+        kinds = [kind for kind in KINDS if kind.name in wanted]
+    else:
+        kinds = [kind for kind in KINDS if kind.by_default]
     missing = missing_baselines()
     if missing and any(kind.script in missing for kind in kinds):
         print(f"ticker bench fanout: baseline scripts not found ({', '.join(missing)}); the "
@@ -236,7 +240,8 @@ def run_step(kind: ServerKind, rate: float, workload: Workload, cores: Cores,
     port = free_port()
     command = server_command(kind, port, workload.symbols, rate, workload.seed)
     try:
-        with running(command, cores.server, log_dir / f"{name}-server.log", port) as server:
+        with running(command, cores.server, log_dir / f"{name}-server.log", port,
+                     kind.env()) as server:
             return run_loadgen(workload, port, rate, server.pid, cores.loadgen,
                                log_dir / f"{name}-loadgen.log")
     except RuntimeError as error:

@@ -32,10 +32,21 @@ class ServerKind:
     title: str  # in the report
     script: str | None  # baseline script in bench/baselines/; None for ours
     first_rate: float  # where its ramp starts, in ticks/s produced
+    ws: str | None = None  # ours on this uvicorn WebSocket protocol (server.ws_implementation)
+    by_default: bool = True  # in a run without --only
+
+    def env(self) -> dict[str, str]:
+        return {"TICKER_SERVER_WS_IMPLEMENTATION": self.ws} if self.ws else {}
 
 
 KINDS = (
     ServerKind("ours", "ticker serve", None, 1000.0),
+    # Why websockets-sansio is our default: the same server on uvicorn's other two protocols
+    # (run them with --only ours,ours-websockets,ours-wsproto).
+    ServerKind("ours-websockets", "ticker serve on uvicorn's websockets (legacy) protocol", None,
+               200.0, "websockets", by_default=False),
+    ServerKind("ours-wsproto", "ticker serve on uvicorn's wsproto protocol", None, 200.0,
+               "wsproto", by_default=False),
     ServerKind("naive", "naive Starlette: json.dumps + send_text per tick per client",
                "naive_starlette.py", 50.0),
     ServerKind("broadcast", "websockets.broadcast(): encoded once, one frame per tick",
@@ -108,8 +119,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(command: list[str], core: int | None, log_path: Path,
-            port: int) -> Iterator[subprocess.Popen[bytes]]:
+def running(command: list[str], core: int | None, log_path: Path, port: int,
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """Start the server, wait until its port accepts connections, stop it on the way out.
 
     Run in the log directory so that a ./config.toml of the caller's does not apply.
@@ -117,7 +128,7 @@ def running(command: list[str], core: int | None, log_path: Path,
     with log_path.open("wb") as log:
         process = subprocess.Popen(pinned(command, core), stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, cwd=log_path.parent,
-                                   env=child_env())
+                                   env={**child_env(), **(env or {})})
         try:
             _wait_for_port(process, port, log_path)
             yield process
