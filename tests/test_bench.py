@@ -312,17 +312,22 @@ def test_measurement_round_trips_through_json() -> None:
 # -- the real thing, tiny --------------------------------------------------------------------------
 
 
+def run_bench(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``ticker bench ARGS`` from this checkout, with no TICKER_* settings of the caller's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKER_")}
+    env["PYTHONPATH"] = IMPORT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "ticker", "bench", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=80 * UNIT, check=False)
+
+
 @pytest.mark.e2e
 @pytest.mark.timeout(int(90 * UNIT))
 def test_bench_fanout_quick_runs_ours_and_a_baseline(tmp_path: Path) -> None:
     out = tmp_path / "fanout.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKER_")}
-    env["PYTHONPATH"] = IMPORT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run(
-        [sys.executable, "-m", "ticker", "bench", "fanout", "--quick", "--clients", "50",
-         "--sample", "10", "--symbols", "20", "--rates", "100,200", "--baseline-rates", "50,100",
-         "--only", "ours,batched", "--out", str(out), "--log-dir", str(tmp_path / "logs")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=80 * UNIT, check=False)
+    done = run_bench(tmp_path, "fanout", "--quick", "--clients", "50", "--sample", "10",
+                     "--symbols", "20", "--rates", "100,200", "--baseline-rates", "50,100",
+                     "--only", "ours,batched", "--out", str(out),
+                     "--log-dir", str(tmp_path / "logs"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Sustained capacity" in done.stdout and "produced/s" in done.stdout
     report = json.loads(out.read_text())
@@ -363,13 +368,9 @@ def test_bench_fanout_quick_runs_ours_and_a_baseline(tmp_path: Path) -> None:
 @pytest.mark.timeout(int(90 * UNIT))
 def test_bench_slow_alternates_steps_without_and_with_stalled_clients(tmp_path: Path) -> None:
     out = tmp_path / "slow.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKER_")}
-    env["PYTHONPATH"] = IMPORT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run(
-        [sys.executable, "-m", "ticker", "bench", "slow", "--clients", "40", "--sample", "8",
-         "--rate", "200", "--stalled", "4", "--pairs", "1", "--warmup", "1", "--measure", "1",
-         "--out", str(out)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=80 * UNIT, check=False)
+    done = run_bench(tmp_path, "slow", "--clients", "40", "--sample", "8", "--rate", "200",
+                     "--stalled", "4", "--pairs", "1", "--warmup", "1", "--measure", "1",
+                     "--out", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "p99 with stalled clients minus without" in done.stdout, done.stdout
     report = json.loads(out.read_text())
