@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.stalled < 1 or args.pairs < 1 or args.rate <= 0:
-        print("ticker bench slow: --stalled and --pairs must be >= 1, --rate > 0")
+        print("ticker bench slow: --stalled and --pairs must be >= 1, --rate > 0",
+              file=sys.stderr)
         return 2
     cores = Cores.pick()
     cores.pin_self()
@@ -59,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
         plain = Workload(clients=args.clients, sample=args.sample, warmup_s=args.warmup,
                          measure_s=args.measure)
     except ValueError as error:
-        print(f"ticker bench slow: {error}")
+        print(f"ticker bench slow: {error}", file=sys.stderr)
         return 2
     stalled = dataclasses.replace(plain, stalled=args.stalled)
     print(f"{plain.clients} clients x {plain.symbols_per_client} of {plain.symbols} symbols at "

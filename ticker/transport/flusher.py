@@ -20,8 +20,8 @@ check, as before; once the transport drains, that task hands it back.
 from __future__ import annotations
 
 import asyncio
+import functools
 
-from ticker.stats import TransportStats
 from ticker.subscriber import Subscriber
 from ticker.transport.frames import DirectFrames
 
@@ -29,14 +29,13 @@ CHUNK = 8  # connections per loop turn; 4-16 measured alike, a whole round is wo
 
 
 class _Entry:
-    __slots__ = ("counts", "direct", "handback", "subscriber")
+    __slots__ = ("direct", "handback", "subscriber")
 
     def __init__(self, subscriber: Subscriber, direct: DirectFrames,
                  handback: asyncio.Future[None]) -> None:
         self.subscriber = subscriber
         self.direct = direct
         self.handback = handback
-        self.counts: TransportStats = subscriber.stats
 
 
 class Flusher:
@@ -51,7 +50,7 @@ class Flusher:
         (with whatever is due still pending, for the writer to send)."""
         loop = self._loop = asyncio.get_running_loop()
         entry = _Entry(subscriber, direct, loop.create_future())
-        subscriber.on_wake = lambda: self._add(entry)
+        subscriber.on_wake = functools.partial(self._add, entry)  # per wake: no Python frame
         if subscriber.pending:
             self._add(entry)
         try:
@@ -73,13 +72,10 @@ class Flusher:
             if entry.handback.done():
                 continue  # its writer took over (or the connection ended) since
             subscriber = entry.subscriber
-            if subscriber.close_request is None and entry.direct.ready():
-                counts = entry.counts
+            direct = entry.direct
+            if subscriber.close_request is None and direct.ready():
                 for frame in subscriber.drain():
-                    entry.direct.write(frame)
-                    counts.frames += 1
-                    counts.direct_frames += 1
-                    counts.bytes += len(frame)
+                    direct.write(frame)
                 if subscriber.close_request is None:
                     continue
                 subscriber.pending = True  # the close is still to be sent, by the writer

@@ -20,6 +20,8 @@ from typing import Any
 from starlette.websockets import WebSocket
 from websockets.protocol import OPEN, Protocol
 
+from ticker.stats import TransportStats
+
 _FIN_TEXT = 0x81
 
 
@@ -34,24 +36,26 @@ def text_frame_header(length: int) -> bytes:
 class DirectFrames:
     """The uvicorn connection behind one accepted WebSocket, written to directly."""
 
-    __slots__ = ("_conn", "_protocol", "_transport", "_writable")
+    __slots__ = ("_conn", "_counts", "_protocol", "_transport", "_writable")
 
-    def __init__(self, protocol: Any) -> None:
+    def __init__(self, protocol: Any, counts: TransportStats) -> None:
+        self._counts = counts
         self._protocol = protocol
         self._conn: Protocol = protocol.conn
         self._transport = protocol.transport
         self._writable = protocol.writable
 
     @classmethod
-    def of(cls, websocket: WebSocket) -> DirectFrames | None:
-        """None unless the connection is uvicorn's websockets-sansio protocol, uncompressed."""
+    def of(cls, websocket: WebSocket, counts: TransportStats) -> DirectFrames | None:
+        """None unless the connection is uvicorn's websockets-sansio protocol, uncompressed;
+        frames written are counted in ``counts``."""
         protocol = _uvicorn_protocol(websocket)
         conn = getattr(protocol, "conn", None)
         if (not isinstance(conn, Protocol) or conn.extensions
                 or not hasattr(protocol, "transport") or not hasattr(protocol, "writable")
                 or not hasattr(protocol, "close_sent")):
             return None
-        return cls(protocol)
+        return cls(protocol, counts)
 
     def ready(self) -> bool:
         """Whether a frame can go out now without waiting and without breaking the protocol."""
@@ -62,21 +66,22 @@ class DirectFrames:
     def write(self, payload: bytes) -> None:
         """One complete text message; ``payload`` must be UTF-8 (ours is JSON from orjson)."""
         self._transport.write(text_frame_header(len(payload)) + payload)
+        counts = self._counts
+        counts.frames += 1
+        counts.direct_frames += 1
+        counts.bytes += len(payload)
 
 
-def cap_send_buffer(websocket: WebSocket, size: int) -> bool:
+def cap_send_buffer(websocket: WebSocket, size: int) -> None:
     """Bound what the kernel holds for this connection (SO_SNDBUF; Linux books twice the value),
     so that a client that stops reading fills it, pauses its transport and meets the slow-client
     policy within a second or so, instead of being served into a buffer that autotuning grows
-    to megabytes. Whether it could (uvicorn connections over a real socket only)."""
+    to megabytes. Only for uvicorn connections over a real socket; 0 leaves the kernel's."""
     transport = getattr(_uvicorn_protocol(websocket), "transport", None)
     sock = transport.get_extra_info("socket") if transport is not None else None
-    if size <= 0 or sock is None:
-        return False
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-        return True
-    return False
+    if size > 0 and sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 def _uvicorn_protocol(websocket: WebSocket) -> Any:

@@ -181,7 +181,7 @@ async def _write(websocket: WebSocket, subscriber: Subscriber, pacer: FramePacer
     loop = asyncio.get_running_loop()
     last_send = 0.0
     counts = subscriber.stats
-    direct = DirectFrames.of(websocket)
+    direct = DirectFrames.of(websocket, counts)
     while True:
         if (flusher is not None and direct is not None and subscriber.close_request is None
                 and direct.ready()):
@@ -193,14 +193,13 @@ async def _write(websocket: WebSocket, subscriber: Subscriber, pacer: FramePacer
         last_send = loop.time()
         for frame in subscriber.drain():
             if direct is not None and direct.ready():
-                direct.write(frame)  # no await: see ticker/transport/frames.py
-                counts.direct_frames += 1
-            else:
-                # No timer per frame (a timeout costs more than a small send): the janitor
-                # checks sending_since for every connection once a second.
-                subscriber.sending_since = loop.time()
-                await websocket.send_text(frame.decode())
-                subscriber.sending_since = 0.0
+                direct.write(frame)  # no await, and counted: see ticker/transport/frames.py
+                continue
+            # No timer per frame (a timeout costs more than a small send): the janitor checks
+            # sending_since for every connection once a second.
+            subscriber.sending_since = loop.time()
+            await websocket.send_text(frame.decode())
+            subscriber.sending_since = 0.0
             counts.frames += 1
             counts.bytes += len(frame)
         request = subscriber.close_request
