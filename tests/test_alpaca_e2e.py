@@ -174,8 +174,12 @@ class AlpacaClient:
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send, and return the one control message that answers."""
         await self.send(message)
-        [reply] = await self.recv()
-        return reply
+        while True:  # trades and quotes of earlier subscriptions may come first
+            control = [m for m in await self.recv() if m["T"] in ("success", "error",
+                                                                 "subscription")]
+            if control:
+                [reply] = control
+                return reply
 
     async def auth(self, key: str = "PK", secret: str = "s") -> dict[str, Any]:
         return await self.request({"action": "auth", "key": key, "secret": secret})

@@ -79,14 +79,39 @@ def test_a_backlog_is_not_lag_but_falling_behind_afterwards_is() -> None:
     assert "AAPL" in subscriber.close_request.reason
 
 
-def test_close_drops_everything_and_ignores_later_messages() -> None:
+def test_close_keeps_the_replies_already_queued_drops_ticks_and_later_messages() -> None:
     subscriber = Subscriber(max_lag=10, max_frame_ticks=1000)
     subscriber.follow("AAPL", history_of("AAPL", 5), 0)
-    subscriber.put_message(b"{}")
+    subscriber.put_message(b'{"type":"pong","id":1}')
     subscriber.close(Close(1001, "bye"))
-    subscriber.put_message(b"{}")
-    assert subscriber.drain() == []
+    subscriber.put_message(b'{"type":"pong","id":2}')
+    assert subscriber.drain() == [b'{"type":"pong","id":1}']
     assert subscriber.close_request == Close(1001, "bye")
+
+
+def test_ticks_of_several_symbols_come_in_the_order_the_feed_published_them() -> None:
+    apple, bank = History(100), History(100)
+    # The feed's order: A1 B1 A2 A3 B2 A4 B3 (places 1..7)
+    for place, (history, symbol, seq) in enumerate(
+            [(apple, "AAPL", 1), (bank, "JPM", 1), (apple, "AAPL", 2), (apple, "AAPL", 3),
+             (bank, "JPM", 2), (apple, "AAPL", 4), (bank, "JPM", 3)], start=1):
+        history.append(seq, tick(symbol, seq), place)
+    subscriber = Subscriber(max_lag=1000, max_frame_ticks=3)
+    subscriber.follow("AAPL", apple, 0)
+    subscriber.follow("JPM", bank, 0)
+    frames = decode(subscriber.drain())
+    assert [len(f["ticks"]) for f in frames] == [3, 3, 1]  # type: ignore[arg-type]
+    assert [(t["symbol"], t["seq"]) for f in frames for t in f["ticks"]] == [  # type: ignore[attr-defined]
+        ("AAPL", 1), ("JPM", 1), ("AAPL", 2), ("AAPL", 3), ("JPM", 2), ("AAPL", 4), ("JPM", 3)]
+
+
+def test_a_message_after_ticks_waits_for_the_ticks_due_before_it() -> None:
+    subscriber = Subscriber(max_lag=1000, max_frame_ticks=1000, takes_frames=True)
+    subscriber.follow("AAPL", history_of("AAPL", 3), 0)
+    subscriber.put_message(b'{"type":"pong"}')
+    subscriber.put_message(b'{"type":"replay_end"}', after_ticks=True)
+    kinds = [m["type"] for m in decode(subscriber.drain())]
+    assert kinds == ["pong", "ticks", "replay_end"]
 
 
 @pytest.mark.anyio

@@ -91,7 +91,8 @@ class Hub:
                  len(start.symbols))
         hello = encode_hello(self.epoch, self.feed, self.symbols)
         for subscriber in self._subscribers:
-            subscriber.put_message(hello)
+            # The last ticks of the run that ended go out first, not dropped with its cursors.
+            subscriber.put_message(hello, after_ticks=subscriber.takes_frames)
         # Connections keep their subscriptions across a restart; each is told to drop what it
         # holds for the old epoch by an empty snapshot marked reset, then follows the new run.
         for symbol, subscribers in subscriptions.items():
@@ -108,13 +109,15 @@ class Hub:
     def _fan_out(self, batch: TickBatch) -> None:
         states = self._states
         touched: dict[str, _SymbolState] = {}
+        place = self.ticks_ingested  # each tick's place in the feed, across symbols
         for tick in batch.ticks:
             state = states.get(tick.symbol)
             if state is None:
                 continue
             if state.history.last and tick.seq != state.history.last + 1:
                 self._restart_symbol(state, tick.seq)
-            state.history.append(tick.seq, encode_tick(tick))
+            place += 1
+            state.history.append(tick.seq, encode_tick(tick), place)
             for series in state.bars.values():
                 series.add(tick.ts, tick.price, tick.size)
             if state.open is None:
@@ -153,7 +156,7 @@ class Hub:
         state.history = History(self._history_size)
         reset = encode_snapshot(symbol, self.epoch, (), True, seq - 1)
         for subscriber in state.subscribers:
-            subscriber.put_message(reset)
+            subscriber.put_message(reset, after_ticks=subscriber.takes_frames)
             subscriber.follow(symbol, state.history, seq - 1)
 
     # -- connections ---------------------------------------------------------------------------

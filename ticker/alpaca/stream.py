@@ -18,7 +18,7 @@ from ticker.alpaca import protocol
 from ticker.alpaca.protocol import Codec, Message
 from ticker.alpaca.session import Session
 from ticker.hub import Hub
-from ticker.subscriber import Subscriber
+from ticker.subscriber import Subscriber, in_feed_order
 
 
 class AlpacaStream:
@@ -76,29 +76,28 @@ class AlpacaStream:
         self.sync()
 
     def _ticks(self) -> list[Message]:
+        """Trades and quotes of the ticks due, in the order the feed published them."""
         session, to_time, last_quote = self._session, self._time, self._last_quote
-        timed: list[tuple[float, Message]] = []
+        messages: list[Message] = []
         runs = self._subscriber.take_ticks()
-        for symbol, _, encoded in runs:
-            ticks: list[dict[str, Any]] = orjson.loads(b"[" + b",".join(encoded) + b"]")
-            trades = session.wants("trades", symbol)
-            quotes = session.wants("quotes", symbol)
-            for tick in ticks:
-                ts = tick["ts"]
-                t = to_time(ts)
-                if quotes:
-                    # A quote when the bid or ask moved (a trade alone is not a new quote).
-                    book = (tick["bid"], tick["ask"])
-                    if last_quote.get(symbol) != book:
-                        last_quote[symbol] = book
-                        timed.append((ts, protocol.quote(tick, t)))
-                if trades:
-                    timed.append((ts, protocol.trade(tick, t)))
-        if len(runs) > 1:
-            # Runs come per symbol; in time order across symbols, as a market's tape is. The
-            # sort is stable: a tick's quote stays before its trade.
-            timed.sort(key=_time_of)
-        return [message for _, message in timed]
+        if not runs:
+            return messages
+        ticks: list[dict[str, Any]] = orjson.loads(b"[" + b",".join(in_feed_order(runs)) + b"]")
+        wanted = {symbol: (session.wants("trades", symbol), session.wants("quotes", symbol))
+                  for symbol, _, _, _ in runs}
+        for tick in ticks:
+            symbol = tick["symbol"]
+            trades, quotes = wanted[symbol]
+            t = to_time(tick["ts"])
+            if quotes:
+                # A quote when the bid or ask moved (a trade alone is not a new quote).
+                book = (tick["bid"], tick["ask"])
+                if last_quote.get(symbol) != book:
+                    last_quote[symbol] = book
+                    messages.append(protocol.quote(tick, t))
+            if trades:
+                messages.append(protocol.trade(tick, t))
+        return messages
 
     def _bars(self) -> list[Message]:
         """The minute bars closed since the last look, oldest minute first, then each symbol's
@@ -125,7 +124,3 @@ class AlpacaStream:
 
 def _start_and_symbol(item: tuple[int, str, Message]) -> tuple[int, str]:
     return item[0], item[1]
-
-
-def _time_of(item: tuple[float, Message]) -> float:
-    return item[0]

@@ -18,7 +18,7 @@ from ticker.api import error, refuse_when_full
 from ticker.errors import ProtocolError
 from ticker.hub import Hub
 from ticker.stats import Stats
-from ticker.subscriber import Subscriber
+from ticker.subscriber import Subscriber, in_feed_order
 from ticker.transport.positions import decode_cursor, encode_cursor
 from ticker.transport.query import QueryError, number, subscription_symbols
 
@@ -65,7 +65,7 @@ async def serve_poll(request: Request, hub: Hub, settings: PollSettings) -> Resp
         if subscriber.close_request is not None:
             return error(503, "going_away", "the server is shutting down: poll again (another "
                          "server, or this one once back) with the same cursor")
-        ticks = [tick for _, _, encoded in runs for tick in encoded]
+        ticks = in_feed_order(runs)
         head: dict[str, object] = {
             "cursor": encode_cursor(hub.epoch, symbols, subscriber.positions()),
             "epoch": hub.epoch, "reset": resume is not None and bool(snapshots)}

@@ -17,7 +17,7 @@ from ticker.errors import ProtocolError
 from ticker.hub import Hub
 from ticker.protocol import TICKS_PREFIX, TICKS_SUFFIX, Resume, parse_max_rate
 from ticker.stats import Stats
-from ticker.subscriber import Subscriber
+from ticker.subscriber import Subscriber, feed_order
 from ticker.transport.positions import event_id, parse_event_id
 from ticker.transport.query import QueryError, subscription_symbols
 
@@ -102,26 +102,20 @@ def render(epoch: str, symbols: Sequence[str], subscriber: Subscriber, max_ticks
     out = [_event(_message_type(message), event_id(epoch, symbols, positions), message)
            for message in subscriber.take_messages()]
     runs = subscriber.take_ticks()
-    current: list[bytes] = []
-
-    def cut() -> None:
+    due = [(symbol, first_seq + offset, tick) for symbol, first_seq, ticks, _ in runs
+           for offset, tick in enumerate(ticks)]
+    order = feed_order(runs)
+    if order is not None:
+        due = [due[index] for index in order]
+    # Events of at most max_ticks, in feed order; positions advance as each is cut, so every
+    # event's id is exactly where the client stands once it has that event.
+    for start in range(0, len(due), max_ticks):
+        chunk = due[start:start + max_ticks]
+        for symbol, seq, _ in chunk:
+            positions[symbol] = seq
         out.append(_event(b"ticks", event_id(epoch, symbols, positions),
-                          TICKS_PREFIX + b",".join(current) + TICKS_SUFFIX))
-        current.clear()
-
-    # Events of at most max_ticks; positions advance as each is cut, so every event's id is
-    # exactly where the client stands once it has that event.
-    for symbol, first_seq, ticks in runs:
-        start = 0
-        while start < len(ticks):
-            take = min(len(ticks) - start, max_ticks - len(current))
-            current += ticks[start:start + take]
-            start += take
-            positions[symbol] = first_seq + start - 1
-            if len(current) >= max_ticks:
-                cut()
-    if current:
-        cut()
+                          TICKS_PREFIX + b",".join([tick for _, _, tick in chunk])
+                          + TICKS_SUFFIX))
     return b"".join(out)
 
 

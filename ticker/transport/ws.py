@@ -96,7 +96,8 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
         await websocket.close(CLOSE_TRY_AGAIN_LATER, "no feed yet: retry shortly")
         return
     transport_stats = stats.transports[transport]
-    subscriber = Subscriber(settings.max_lag, settings.max_frame_ticks, transport_stats)
+    subscriber = Subscriber(settings.max_lag, settings.max_frame_ticks, transport_stats,
+                            takes_frames=True)
     subscriber.opened_at = asyncio.get_running_loop().time()
     limiter = settings.op_rate.limiter() if settings.op_rate is not None else None
     client = Client(hub, subscriber, settings.max_symbols, wall_clock_ms, limiter, stats.errors)
