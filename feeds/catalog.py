@@ -8,7 +8,7 @@ rotated files do. Overlapping files are concatenated, not merged.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import dropwhile
 from pathlib import Path
@@ -20,6 +20,7 @@ from feeds.recording import (
     RecordingError,
     RecordingNameError,
     RecordingNotFound,
+    SeqRepair,
     StrPath,
     decode_tick,
     iter_lines,
@@ -46,6 +47,7 @@ class RecordingInfo:
     tick_count: int
     source: str
     created: float
+    unreadable_lines: int = 0  # skipped when played: not JSON, or impossible values
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,16 +106,24 @@ class RecordingSource:
     def source(self) -> str:
         return self._parts[0].header.source
 
-    def ticks(self, start_ts: float | None = None) -> Iterator[Tick]:
+    @property
+    def has_ticks(self) -> bool:
+        return any(part.first_ts is not None for part in self._parts)
+
+    def ticks(self, start_ts: float | None = None,
+              skipped: Callable[[str, int, str], None] | None = None) -> Iterator[Tick]:
         """Every tick from the first one at or after ``start_ts`` on; files that end before it
-        (because the next file starts at or before it) are not read at all."""
+        (because the next file starts at or before it) are not read at all. A line that cannot
+        be read is skipped and reported to ``skipped`` (path, line number, what is wrong)."""
         parts = [p for p in self._parts if p.first_ts is not None]
         begin = 0
         if start_ts is not None:
             for index, part in enumerate(parts):
                 if part.first_ts is not None and part.first_ts <= start_ts:
                     begin = index
-        stream = (tick for part in parts[begin:] for tick in read_ticks(part.path))
+        repair = SeqRepair(skipped)
+        stream = (tick for part in parts[begin:]
+                  for tick in read_ticks(part.path, log.warning, repair))
         if start_ts is None:
             return stream
         return dropwhile(lambda tick: tick.ts < start_ts, stream)
@@ -173,35 +183,32 @@ def _shown(name: object) -> str:
 
 
 def recording_info(path: StrPath) -> RecordingInfo:
-    """Counts every tick (a full read: the catalog caches it). A torn tail is not counted."""
+    """Counts every readable tick (a full read: the catalog caches it). A torn tail is not
+    counted; unreadable lines are counted apart."""
     path = Path(path)
     size = path.stat().st_size
+    count = unreadable = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
     lines = iter_lines(path, lambda message: log.debug("%s", message))
-    count, first, last, tail = 0, b"", b"", b""
     try:
         header = take_header(path, lines)
         for _, line, terminated in lines:
-            if not terminated:
-                tail = line
-            elif line.strip():
-                first = first or line
-                last = line
-                count += 1
+            if not line.strip():
+                continue
+            try:
+                tick = decode_tick(line)
+            except ValueError:
+                # Torn: the writer stopped mid-line (or has not written the newline yet).
+                unreadable += terminated
+                continue
+            first_ts = tick.ts if first_ts is None else first_ts
+            last_ts = tick.ts
+            count += 1
     finally:
         lines.close()
-    try:
-        if tail.strip():
-            decode_tick(tail)  # a complete last line whose newline was not written yet
-            first, last, count = first or tail, tail, count + 1
-    except ValueError:
-        pass  # torn
-    try:
-        first_ts = decode_tick(first).ts if count else None
-        last_ts = decode_tick(last).ts if count else None
-    except ValueError as error:
-        raise RecordingError(f"{path}: {error}") from None
     return RecordingInfo(path.name, size, first_ts, last_ts, header.symbol_names, count,
-                         header.source, header.created)
+                         header.source, header.created, unreadable)
 
 
 def list_recordings(directory: StrPath) -> list[RecordingInfo]:

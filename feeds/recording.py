@@ -1,8 +1,11 @@
 """The recording file format: one JSON header line, then one tick per line (docs/recording.md).
 
-Reading is built for files that a crash cut short: a torn last line, or a gzip stream without its
-end, loses only what was never completely written, with a warning and never an error. Anything
-wrong before the end is corruption and raises :class:`RecordingError` naming the file and line.
+Reading is built for files that a crash cut short, or that someone edited by hand: a torn last
+line, or a gzip stream without its end, loses only what was never completely written; a tick line
+that cannot be read or holds impossible values (a NaN price, as Python's json writes it) is
+skipped. Each costs a warning naming the file and line, never an error, and everything else is
+read; the skipped tick's symbol has its later seqs renumbered so that they stay contiguous
+(:class:`SeqRepair`). A bad header raises :class:`RecordingError` naming the file.
 
 Errors::
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +30,7 @@ from typing import Any
 import orjson
 
 from ticker.errors import FeedError
-from ticker.model import SymbolInfo, Tick
+from ticker.model import SymbolInfo, Tick, is_sane
 
 FORMAT = "ticker-recording"
 VERSION = 1
@@ -150,7 +154,10 @@ def decode_tick(line: bytes) -> Tick:
         raise ValueError('tick "seq" and "size" must be integers')
     if not (_is_number(ts) and _is_number(price) and _is_number(bid) and _is_number(ask)):
         raise ValueError('tick "ts", "price", "bid" and "ask" must be finite numbers')
-    return Tick(symbol, seq, float(ts), float(price), size, float(bid), float(ask))
+    tick = Tick(symbol, seq, float(ts), float(price), size, float(bid), float(ask))
+    if not is_sane(tick):
+        raise ValueError("impossible tick: price, bid and ask must be > 0 and size >= 0")
+    return tick
 
 
 def _is_number(value: object) -> bool:
@@ -162,29 +169,87 @@ def _is_number(value: object) -> bool:
 
 
 def read_header(path: StrPath, warn: Warn = log.warning) -> tuple[Header, Tick | None]:
-    """The header and the first tick (None if there is none yet), reading no further."""
+    """The header and the first readable tick (None if there is none yet), reading no further;
+    lines skipped on the way are not warned about (:func:`read_ticks` does that)."""
     lines = iter_lines(path, warn)
     try:
         header = take_header(path, lines)
-        for lineno, line, terminated in lines:
+        for _, line, _ in lines:
             if line.strip():
-                return header, _tick(path, lineno, line, terminated, warn)
+                try:
+                    return header, decode_tick(line)
+                except ValueError:
+                    continue
         return header, None
     finally:
         lines.close()
 
 
-def read_ticks(path: StrPath, warn: Warn = log.warning) -> Iterator[Tick]:
+class SeqRepair:
+    """Keeps seqs contiguous across skipped lines, over the files of one stream: a symbol's
+    ticks after a skipped one of its own come renumbered (one fewer per skip), as the pump's
+    guard does for impossible values. A symbol whose seq starts over (a new recording session)
+    starts over here too. A skipped line whose symbol cannot be made out leaves a gap, which a
+    replay plays as a new run."""
+
+    __slots__ = ("_behind", "_last", "_report")
+
+    def __init__(self, report: Callable[[str, int, str], None] | None = None) -> None:
+        self._behind: dict[str, int] = {}
+        self._last: dict[str, int] = {}  # as recorded
+        self._report = report or _warn_skipped
+
+    def skipped(self, path: StrPath, lineno: int, line: bytes, error: ValueError) -> None:
+        """Line ``lineno`` of ``path`` was skipped (it is reported once here)."""
+        self._report(os.fspath(path), lineno, str(error))
+        match = _SYMBOL.search(line)
+        if match is not None:
+            symbol = match.group(1).decode("utf-8", "replace")
+            self._behind[symbol] = self._behind.get(symbol, 0) + 1
+
+    def __call__(self, tick: Tick) -> Tick:
+        behind = self._behind
+        if not behind:
+            return tick
+        symbol = tick.symbol
+        last = self._last.get(symbol)
+        self._last[symbol] = tick.seq
+        if last is not None and tick.seq <= last:
+            behind.pop(symbol, None)
+        lag = behind.get(symbol)
+        return Tick(symbol, tick.seq - lag, tick.ts, tick.price, tick.size, tick.bid,
+                    tick.ask) if lag else tick
+
+
+def _warn_skipped(path: str, lineno: int, error: str) -> None:
+    log.warning("%s:%d: skipped an unreadable tick line: %s", path, lineno, error)
+
+
+_SYMBOL = re.compile(rb'"symbol"\s*:\s*"([^"\\]{1,64})"')
+
+
+def read_ticks(path: StrPath, warn: Warn = log.warning,
+               repair: SeqRepair | None = None) -> Iterator[Tick]:
     """The ticks of one file, in file order; reads lazily, so it follows a file being written
-    only up to where it was when the reading got there."""
+    only up to where it was when the reading got there. Unreadable lines are skipped with a
+    warning (see the module's docstring); pass one ``repair`` to the files of one stream."""
+    repair = repair if repair is not None else SeqRepair()
     lines = iter_lines(path, warn)
     try:
         take_header(path, lines)
         for lineno, line, terminated in lines:
-            if line.strip():
-                tick = _tick(path, lineno, line, terminated, warn)
-                if tick is not None:
-                    yield tick
+            if not line.strip():
+                continue
+            try:
+                tick = decode_tick(line)
+            except ValueError as error:
+                if terminated:
+                    repair.skipped(path, lineno, line, error)
+                else:
+                    warn(f"{os.fspath(path)}:{lineno}: skipped a torn last line ({len(line)} "
+                         "bytes; the writer stopped mid-line)")
+                continue
+            yield repair(tick)
     finally:
         lines.close()
 
@@ -206,17 +271,6 @@ def take_header(path: StrPath, lines: Iterator[tuple[int, bytes, bool]]) -> Head
         if not terminated:
             raise IncompleteRecording(f"{os.fspath(path)}:1: torn header line") from None
         raise RecordingError(f"{os.fspath(path)}:1: {error}") from None
-
-
-def _tick(path: StrPath, lineno: int, line: bytes, terminated: bool, warn: Warn) -> Tick | None:
-    try:
-        return decode_tick(line)
-    except ValueError as error:
-        if terminated:
-            raise RecordingError(f"{os.fspath(path)}:{lineno}: {error}") from None
-        warn(f"{os.fspath(path)}:{lineno}: skipped a torn last line ({len(line)} bytes; "
-             "the writer stopped mid-line)")
-        return None
 
 
 def iter_lines(path: StrPath, warn: Warn) -> Generator[tuple[int, bytes, bool]]:

@@ -16,8 +16,9 @@ the disk, not even for a seek through a large file.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from feeds.base import Clock, WallClock
@@ -28,11 +29,14 @@ from feeds.times import parse_instant
 from ticker.errors import FeedError
 from ticker.model import SymbolInfo, Tick
 
+log = logging.getLogger("feeds.replay")
+
 Speed = float | Literal["max"]
 MAX: Literal["max"] = "max"
 MAX_BATCH = 10_000  # paced: at most this many due ticks per batch (a consumer that fell behind)
 MAX_SPEED_BATCH = 1_000  # at "max": ticks per batch, the loop gets control back between batches
 MIN_SLEEP_S = 0.001
+MAX_UNREADABLE_KEPT = 10_000  # lines remembered as reported; past that, a loop reports again
 
 
 def parse_speed(value: str | float) -> Speed:
@@ -72,8 +76,16 @@ class ReplayFeed:
     def __init__(self, source: StrPath | RecordingSource, speed: Speed | str = 1.0,
                  loop: bool = False, from_ts: float | str | None = None,
                  to_ts: float | str | None = None, symbols: Iterable[str] | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None,
+                 on_unreadable: Callable[[], None] | None = None) -> None:
         self._source = source if isinstance(source, RecordingSource) else RecordingSource(source)
+        if not self._source.has_ticks:
+            raise FeedError(f"{self._source.path}: no readable tick to replay")
+        # Each unreadable line is logged and counted once, however often a loop or seek reads
+        # it again; on_unreadable is called then (from the reader's thread), e.g. for /metrics.
+        self._on_unreadable = on_unreadable
+        self._unreadable: set[tuple[str, int]] = set()
+        self.unreadable_lines = 0
         self._speed: Speed = parse_speed(speed)
         self._loop = loop
         self._from = parse_instant(from_ts) if from_ts is not None else None
@@ -92,7 +104,8 @@ class ReplayFeed:
         self.symbols: Sequence[SymbolInfo] = recorded
         self.source = self._source.source
         self._clock: Clock = clock if clock is not None else WallClock()
-        self._paused = False
+        self._paused = False  # by the user
+        self._held = False  # until there is someone to play to (see hold)
         self._wake = asyncio.Event()
         self._seek_to: float | None = None
         self._anchor_ts = 0.0  # recorded time ...
@@ -124,21 +137,46 @@ class ReplayFeed:
         """The recorded ts of the last tick emitted (None before the first)."""
         return self._last
 
+    @property
+    def held(self) -> bool:
+        return self._held
+
     def pause(self) -> None:
         if not self._paused:
-            self._frozen = self._here()
+            self._stop()
             self._paused = True
-            self._wake.set()
 
     def resume(self) -> None:
         if self._paused:
             self._paused = False
+            self._go()
+
+    def hold(self) -> None:
+        """Stop before the next tick until :meth:`release`, apart from any pause: a replay for one
+        connection waits for its client to subscribe, so that its first ticks are not played to
+        nobody. The run still starts (its symbols are known); its clock starts on release."""
+        if not self._held:
+            self._stop()
+            self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._go()
+
+    def _stop(self) -> None:
+        if not (self._paused or self._held):
+            self._frozen = self._here()
+            self._wake.set()
+
+    def _go(self) -> None:
+        if not (self._paused or self._held):
             self._anchor(self._frozen)
             self._wake.set()
 
     def set_speed(self, speed: Speed | str) -> None:
         new = parse_speed(speed)
-        if not self._paused:
+        if not (self._paused or self._held):
             self._anchor(self._here())
         self._speed = new
         self._wake.set()
@@ -233,7 +271,7 @@ class ReplayFeed:
         last_seq: dict[str, int] = {}
         clock = self._clock
         while self._seek_to is None and self._generation == mine:
-            if self._paused:
+            if self._paused or self._held:
                 await self._wait_for_wake()
                 continue
             head = await reader.peek()
@@ -282,13 +320,26 @@ class ReplayFeed:
         def ticks() -> Iterator[Tick]:  # runs in the reader's thread
             if refresh:
                 source.refresh()  # a recorder may have added files
-            for tick in source.ticks(start):
+            for tick in source.ticks(start, self._skipped):
                 if to_ts is not None and tick.ts > to_ts:
                     return
                 if only is None or tick.symbol in only:
                     yield tick
 
         return ticks()
+
+
+    def _skipped(self, path: str, lineno: int, error: str) -> None:
+        if (path, lineno) in self._unreadable:
+            return
+        if len(self._unreadable) < MAX_UNREADABLE_KEPT:
+            self._unreadable.add((path, lineno))
+        self.unreadable_lines += 1
+        if self.unreadable_lines <= 20 or self.unreadable_lines % 1000 == 0:
+            log.warning("%s:%d: skipped an unreadable tick line (%d so far): %s", path, lineno,
+                        self.unreadable_lines, error)
+        if self._on_unreadable is not None:
+            self._on_unreadable()
 
 
 class _Run:

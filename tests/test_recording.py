@@ -6,9 +6,11 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import re
 import zlib
 from itertools import islice, takewhile
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -184,13 +186,42 @@ def test_a_complete_last_line_without_its_newline_is_kept(tmp_path: Path,
     assert not warnings_of(caplog)
 
 
-def test_a_bad_line_before_the_end_is_an_error_naming_the_line(tmp_path: Path) -> None:
-    path = write_file(tmp_path / "r.jsonl", simulated(10))
+def renumbered(ticks: list[Tick], dropped: Tick) -> list[Tick]:
+    """``ticks`` without ``dropped``, its symbol's later seqs one lower."""
+    return [t if t.symbol != dropped.symbol or t.seq < dropped.seq
+            else Tick(t.symbol, t.seq - 1, t.ts, t.price, t.size, t.bid, t.ask)
+            for t in ticks if t != dropped]
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param(lambda line: line[:30], id="cut-short"),
+    # What Python's json.dumps writes for a float("nan") price: not JSON.
+    pytest.param(lambda line: re.sub(rb'"price":[0-9.]+', b'"price":NaN', line), id="nan"),
+    pytest.param(lambda line: re.sub(rb'"price":[0-9.]+', b'"price":-5.0', line),
+                 id="negative-price"),
+    pytest.param(lambda line: re.sub(rb'"size":[0-9]+', b'"size":"100"', line), id="wrong-type"),
+])
+def test_a_bad_line_is_skipped_with_a_warning_naming_it_and_seqs_stay_contiguous(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, bad: Any) -> None:
+    ticks = simulated(10)
+    path = write_file(tmp_path / "r.jsonl", ticks)
     lines = path.read_bytes().split(b"\n")
-    lines[3] = lines[3][:30]
+    lines[4] = bad(lines[4])  # the 4th tick, on line 5
     path.write_bytes(b"\n".join(lines))
-    with pytest.raises(RecordingError, match=r"r\.jsonl:4: not JSON"):
-        list(read_ticks(path))
+    with caplog.at_level(logging.WARNING):
+        got = list(read_ticks(path))
+    assert got == renumbered(ticks, ticks[3])
+    [warning] = warnings_of(caplog)
+    assert "r.jsonl:5: skipped an unreadable tick line" in warning
+
+
+def test_a_garbage_line_is_skipped_and_the_rest_read(tmp_path: Path) -> None:
+    ticks = simulated(10)
+    path = write_file(tmp_path / "r.jsonl", ticks)
+    lines = path.read_bytes().split(b"\n")
+    lines.insert(3, b"\x00\xffnot a tick at all")
+    path.write_bytes(b"\n".join(lines))
+    assert list(read_ticks(path)) == ticks
 
 
 def _flush_points(path: Path, ticks: list[Tick], every: int) -> list[tuple[int, int]]:
@@ -302,10 +333,17 @@ def test_seeking_in_a_directory_does_not_read_the_files_before(tmp_path: Path) -
     lines[5] = b"corrupt"
     first.write_bytes(b"\n".join(lines))
     source = RecordingSource(tmp_path)
-    with pytest.raises(RecordingError, match=r"c\.jsonl:6"):
-        list(source.ticks())
+    reported: list[tuple[str, int]] = []
+
+    def skipped(path: str, lineno: int, error: str) -> None:
+        reported.append((Path(path).name, lineno))
+
+    list(source.ticks(skipped=skipped))
+    assert reported == [("c.jsonl", 6)]
+    reported.clear()
     late = ticks[-10].ts
-    assert list(source.ticks(late)) == ticks[-10:]
+    assert list(source.ticks(late, skipped)) == ticks[-10:]
+    assert reported == []  # the corrupt file was not read
 
 
 def test_an_empty_directory_is_an_error(tmp_path: Path) -> None:

@@ -47,7 +47,8 @@ async def recordings(catalog: RecordingCatalog) -> JSONResponse:
     infos = await asyncio.to_thread(catalog.list)
     return JSONResponse([{"name": info.name, "size": info.size, "first_ts": info.first_ts,
                           "last_ts": info.last_ts, "symbols": list(info.symbols),
-                          "tick_count": info.tick_count} for info in infos])
+                          "tick_count": info.tick_count,
+                          "unreadable_lines": info.unreadable_lines} for info in infos])
 
 
 def symbols(hub: Hub) -> JSONResponse:

@@ -56,14 +56,15 @@ log = logging.getLogger("ticker.app")
 class Node:
     """One server process: its hub, broker and background tasks."""
 
-    def __init__(self, config: Config, feed_factory: FeedFactory | None) -> None:
+    def __init__(self, config: Config, feed_factory: FeedFactory | None,
+                 stats: Stats | None = None) -> None:
         self.config = config
         self.hub = Hub(config.hub.snapshot_size, config.hub.history_size, config.hub.bars_kept)
         self.broker: Broker = broker_from_url(config.broker.url, config.broker.prefix,
                                               config.broker.window, config.broker.wait_at_start)
         self.feed_factory = feed_factory
         server = config.server
-        self.stats = Stats()
+        self.stats = stats or Stats()
         self.pacer = FramePacer(server.max_frame_interval)
         self.ws_settings = WebSocketSettings(
             server.send_timeout, config.max_lag, server.max_frame_ticks,
@@ -218,9 +219,10 @@ def create_app(config: Config, feed_factory: FeedFactory | None = None,
                run_feed_here: bool = True) -> Starlette:
     """``feed_factory`` defaults to the configured simulated feed; ``run_feed_here=False`` makes
     a node that only relays what the broker carries."""
+    stats = Stats()
     if run_feed_here and feed_factory is None:
-        feed_factory = feed_factory_for(config.feed)
-    node = Node(config, feed_factory if run_feed_here else None)
+        feed_factory = feed_factory_for(config.feed, stats.unreadable_line)
+    node = Node(config, feed_factory if run_feed_here else None, stats)
     plotly_js = plotly_js_path()
 
     async def websocket(ws: WebSocket) -> None:

@@ -11,19 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from ticker.model import Tick
+from ticker.model import Tick, is_sane
 from ticker.stats import Stats
 
 log = logging.getLogger("ticker.guard")
-
-_INF = float("inf")
-
-
-def is_sane(tick: Tick) -> bool:
-    # Chained comparisons are False for NaN, so this one line also refuses NaN.
-    return (0.0 < tick.price < _INF and 0.0 < tick.bid < _INF and 0.0 < tick.ask < _INF
-            and tick.size >= 0)
-
 
 class TickGuard:
     """One per feed run (an epoch: seqs start over with it)."""

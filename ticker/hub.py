@@ -221,10 +221,11 @@ class Hub:
             if state is not None:
                 state.subscribers.discard(subscriber)
 
-    def broadcast(self, message: bytes) -> None:
-        """Send one message to every connection."""
+    def broadcast(self, message: bytes, after_ticks: bool = False) -> None:
+        """Send one message to every connection; with ``after_ticks``, after the ticks already
+        due to it (where its transport allows: see Subscriber.put_message)."""
         for subscriber in self._subscribers:
-            subscriber.put_message(message)
+            subscriber.put_message(message, after_ticks=after_ticks and subscriber.takes_frames)
 
     def close_all(self, request: Close) -> None:
         for subscriber in self._subscribers:

@@ -34,6 +34,9 @@ class TickerCollector(Collector):
         yield CounterMetricFamily("ticker_ticks_rejected",
                                   "Impossible ticks (NaN, <= 0 price, negative size) dropped",
                                   value=stats.rejected_ticks)
+        yield CounterMetricFamily("ticker_recording_lines_skipped",
+                                  "Recording lines a replay skipped (not JSON, impossible values)",
+                                  value=stats.unreadable_lines)
         for name, help_text, attribute in (
                 ("ticker_ticks_out", "Ticks handed to clients", "ticks"),
                 ("ticker_frames_out", "Messages sent (WebSocket frames, SSE events, poll replies)",

@@ -22,6 +22,16 @@ class Tick:
     ask: float
 
 
+_INF = float("inf")
+
+
+def is_sane(tick: Tick) -> bool:
+    """Whether a tick's values are possible: finite positive price, bid and ask, a size >= 0."""
+    # Chained comparisons are False for NaN, so this one line also refuses NaN.
+    return (0.0 < tick.price < _INF and 0.0 < tick.bid < _INF and 0.0 < tick.ask < _INF
+            and tick.size >= 0)
+
+
 @dataclass(frozen=True, slots=True)
 class SymbolInfo:
     """``open`` is the session's reference price when the feed knows it (the simulated market's

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
 from feeds.base import Feed
-from ticker.brokers.base import Broker
+from ticker.brokers.base import Publisher
 from ticker.guard import TickGuard
 from ticker.model import FeedStart, Tick, TickBatch
 from ticker.stats import Stats
@@ -40,7 +40,7 @@ async def feed_runs(feed: Feed) -> AsyncIterator[AsyncIterator[list[Tick]]]:
         yield run
 
 
-async def run_feed(open_feed: Callable[[], Feed], broker: Broker, restart_delay: float,
+async def run_feed(open_feed: Callable[[], Feed], broker: Publisher, restart_delay: float,
                    sink: TickSink | None = None, stats: Stats | None = None) -> None:
     """Publish the feed until it ends; a crashed feed restarts, after a pause, as a new epoch."""
     while True:

@@ -24,12 +24,13 @@ from feeds.catalog import RecordingCatalog
 from feeds.recording import RecordingNameError, RecordingNotFound
 from feeds.replay import ReplayFeed, parse_speed
 from ticker.api import error
-from ticker.brokers.memory import MemoryBroker
 from ticker.client import Client
 from ticker.errors import TickerError
 from ticker.hub import Hub
+from ticker.model import FeedEvent, FeedStart
 from ticker.protocol import BAD_REQUEST, encode_error, parse_symbol_list
 from ticker.pump import run_feed
+from ticker.stats import Stats
 from ticker.transport.denial import send_denial
 from ticker.transport.janitor import tend_connections
 from ticker.transport.ws import (
@@ -58,74 +59,101 @@ async def serve_replay(websocket: WebSocket, settings: ReplaySettings) -> None:
     if not await check_origin(websocket, settings.ws.origins):
         return
     try:
-        feed = await asyncio.to_thread(_open_feed, websocket.query_params, settings.catalog)
+        feed, symbols = await asyncio.to_thread(_open_feed, websocket.query_params,
+                                                settings.catalog, settings.ws.stats)
     except RecordingNotFound as problem:
         await send_denial(websocket, error(404, "unknown_recording", str(problem)))
         return
     except (RecordingNameError, TickerError, ValueError) as problem:
         await send_denial(websocket, error(400, BAD_REQUEST, str(problem)))
         return
+    # Nothing plays before the client has subscribed: a short or fast recording would be over
+    # before the client could ask for it (the run starts, so the hello can name its symbols).
+    feed.hold()
     hub = Hub(settings.snapshot_size, settings.history_size, settings.bars_kept)
-    broker = MemoryBroker()
-    ended, restart, attached = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    listener = asyncio.create_task(_listen(broker, hub))
-    player = asyncio.create_task(_play(feed, broker, hub, ended, restart, attached))
+    broker = _HubPublisher(hub)
+    ended, restart = asyncio.Event(), asyncio.Event()
+    player = asyncio.create_task(_play(feed, broker, hub, ended, restart))
     watchdog = asyncio.create_task(tend_connections(hub, settings.ws.send_timeout,
                                                     settings.idle_timeout, settings.ws.stats))
+    started = asyncio.create_task(broker.started.wait())
     try:
-        while not hub.ready:
-            if player.done():
-                await send_denial(websocket, error(
-                    400, BAD_REQUEST, "the recording has no ticks in the requested range"))
-                return
-            await asyncio.sleep(0.005)
-        controls = _Controls(feed, ended, restart)
-        await serve_websocket(websocket, hub, settings.ws, controls.handle, attached.set,
+        await asyncio.wait((started, player), return_when=asyncio.FIRST_COMPLETED)
+        if not hub.ready:
+            await send_denial(websocket, error(
+                400, BAD_REQUEST, "the recording has no ticks in the requested range"))
+            return
+        controls = _Controls(feed, ended, restart, symbols)
+        await serve_websocket(websocket, hub, settings.ws, controls.handle, controls.open,
                               transport="replay")
     finally:
-        for task in (player, listener, watchdog):
+        for task in (started, player, watchdog):
             task.cancel()
-        for task in (player, listener, watchdog):
+        for task in (started, player, watchdog):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
 
-def _open_feed(params: Any, catalog: RecordingCatalog) -> ReplayFeed:
+def _open_feed(params: Any, catalog: RecordingCatalog,
+               stats: Stats) -> tuple[ReplayFeed, tuple[str, ...]]:
     name = params.get("recording")
     if not name:
         raise ValueError("missing parameter: recording (a name from /api/recordings)")
     path: Path = catalog.resolve(name)
-    symbols = parse_symbol_list(params["symbols"]) if params.get("symbols") else None
-    return ReplayFeed(path, parse_speed(params.get("speed", "1")), loop=False,
+    symbols = parse_symbol_list(params["symbols"]) if params.get("symbols") else ()
+    feed = ReplayFeed(path, parse_speed(params.get("speed", "1")), loop=False,
                       from_ts=params.get("from") or None, to_ts=params.get("to") or None,
-                      symbols=symbols)
+                      symbols=symbols or None, on_unreadable=stats.unreadable_line)
+    return feed, symbols
 
 
-async def _listen(broker: MemoryBroker, hub: Hub) -> None:
-    async for event in broker.listen():
-        hub.ingest(event)
+class _HubPublisher:
+    """Where a private replay publishes: straight into the connection's hub, its one listener.
+    So when the feed ends, the hub has every tick, and replay_end can be queued after them."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        self.started = asyncio.Event()
+
+    async def publish(self, event: FeedEvent) -> None:
+        self._hub.ingest(event)
+        if isinstance(event, FeedStart):
+            self.started.set()
 
 
-async def _play(feed: ReplayFeed, broker: MemoryBroker, hub: Hub, ended: asyncio.Event,
-                restart: asyncio.Event, attached: asyncio.Event) -> None:
-    """Play to the end, say so, and play again from wherever a later seek points."""
+async def _play(feed: ReplayFeed, broker: _HubPublisher, hub: Hub, ended: asyncio.Event,
+                restart: asyncio.Event) -> None:
+    """Play to the end, say so after the last tick, and play again from wherever a later seek
+    points."""
     while True:
         await run_feed(lambda: feed, broker, restart_delay=1.0)
         if not hub.ready:
             return  # nothing to play at all
-        await attached.wait()  # a fast replay can end before its client is registered
         ended.set()
-        hub.broadcast(orjson.dumps({"type": "replay_end", "position": feed.position}))
+        hub.broadcast(orjson.dumps({"type": "replay_end", "position": feed.position}),
+                      after_ticks=True)
         await restart.wait()
         restart.clear()
         ended.clear()
 
 
 class _Controls:
-    def __init__(self, feed: ReplayFeed, ended: asyncio.Event, restart: asyncio.Event) -> None:
+    def __init__(self, feed: ReplayFeed, ended: asyncio.Event, restart: asyncio.Event,
+                 symbols: tuple[str, ...]) -> None:
         self.feed = feed
         self.ended = ended
         self.restart = restart
+        self.symbols = symbols
+
+    def open(self, client: Client) -> None:
+        """The URL's symbols are subscribed at connect, as if the client had asked first."""
+        if self.symbols:
+            protocol_v1(client, orjson.dumps({"op": "subscribe", "symbols": self.symbols}))
+            self._release_once_subscribed(client)
+
+    def _release_once_subscribed(self, client: Client) -> None:
+        if self.feed.held and client.subscriber.symbols:
+            self.feed.release()
 
     def handle(self, client: Client, raw: str | bytes) -> None:
         try:
@@ -135,6 +163,7 @@ class _Controls:
         op = message.get("op") if isinstance(message, dict) else None
         if op not in CONTROL_OPS:
             protocol_v1(client, raw)
+            self._release_once_subscribed(client)
             return
         assert isinstance(message, dict)
         request_id = message.get("id")
@@ -148,7 +177,7 @@ class _Controls:
                                  "ended": self.ended.is_set()}
         if request_id is not None:
             state["id"] = request_id
-        client.subscriber.put_message(orjson.dumps(state))
+        client.subscriber.put_message(orjson.dumps(state), after_ticks=True)
 
     def _apply(self, op: str, message: dict[str, Any]) -> None:
         if op == "pause":

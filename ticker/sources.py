@@ -30,24 +30,28 @@ def simulated_feed_factory(config: FeedConfig) -> FeedFactory:
     return open_feed
 
 
-def replay_feed_factory(config: FeedConfig) -> FeedFactory:
+def replay_feed_factory(config: FeedConfig,
+                        on_unreadable: Callable[[], None] | None = None) -> FeedFactory:
     """Opens the recording at once, so a bad path or range fails at start-up, not in the pump."""
     replay = config.replay
-    first: list[Feed] = [ReplayFeed(replay.source, replay.speed, replay.loop,
-                                    replay.start or None, replay.end or None)]
+
+    def replay_feed() -> ReplayFeed:
+        return ReplayFeed(replay.source, replay.speed, replay.loop, replay.start or None,
+                          replay.end or None, on_unreadable=on_unreadable)
+
+    first: list[Feed] = [replay_feed()]
 
     def open_feed() -> Feed:
         log.info("replaying %s at speed %s%s", replay.source, replay.speed,
                  ", looping" if replay.loop else "")
-        return first.pop() if first else ReplayFeed(replay.source, replay.speed, replay.loop,
-                                                    replay.start or None, replay.end or None)
+        return first.pop() if first else replay_feed()
 
     return open_feed
 
 
-def feed_factory_for(config: FeedConfig) -> FeedFactory:
+def feed_factory_for(config: FeedConfig,
+                     on_unreadable: Callable[[], None] | None = None) -> FeedFactory:
+    """``on_unreadable`` is called for each recording line a replay skips (for /metrics)."""
     if config.kind == "replay":
-        return replay_feed_factory(config)
+        return replay_feed_factory(config, on_unreadable)
     return simulated_feed_factory(config)
-
-

@@ -6,6 +6,7 @@ only when /metrics is scraped (ticker/metrics.py). Single-threaded (the event lo
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 
@@ -65,6 +66,13 @@ class Stats:
         self.stalled = 0  # clients dropped because a send did not complete in time
         self.refused: Counter[str] = Counter()  # handshakes refused, by reason
         self.rejected_ticks = 0  # impossible ticks a feed produced, dropped (ticker/guard.py)
+        self.unreadable_lines = 0  # recording lines a replay skipped (feeds/recording.py)
+        self._lock = threading.Lock()
+
+    def unreadable_line(self) -> None:
+        """A replay skipped a line it could not read; called from the replay's reader thread."""
+        with self._lock:
+            self.unreadable_lines += 1
 
     def open_connections(self) -> int:
         return sum(transport.connections for transport in self.transports.values())

@@ -8,7 +8,13 @@ from typing import Protocol
 from ticker.model import FeedEvent
 
 
-class Broker(Protocol):
+class Publisher(Protocol):
+    """The side of a broker a feed sees (ticker.pump)."""
+
+    async def publish(self, event: FeedEvent) -> None: ...
+
+
+class Broker(Publisher, Protocol):
     connected: bool  # false while the broker is unreachable (readiness)
 
     async def connect(self) -> None: ...

@@ -75,7 +75,7 @@ def protocol_v1(client: Client, raw: str | bytes) -> None:
 
 async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSettings,
                           handle: Handler = protocol_v1,
-                          on_open: Callable[[], None] | None = None,
+                          on_open: Callable[[Client], None] | None = None,
                           transport: str = "ws") -> None:
     """One connection's whole life; ``handle`` applies each client message (protocol v1, or v1
     plus the replay controls); ``on_open`` runs once the client is registered with the hub."""
@@ -104,7 +104,7 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
     client.open()
     transport_stats.connections += 1
     if on_open is not None:
-        on_open()
+        on_open(client)
     # The reader runs in this task and the writer in its own; one task fewer per connection
     # matters at 10,000 connections. When the writer ends (close sent, or a stalled client), it
     # stops the reader by cancelling this task.
