@@ -98,7 +98,8 @@ class ReplayFeed:
             wanted = {s.upper() for s in symbols}
             unknown = sorted(wanted - {info.symbol for info in recorded})
             if unknown:
-                raise FeedError(f"not in the recording: {', '.join(unknown)}")
+                more = f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""
+                raise FeedError(f"not in the recording: {', '.join(unknown[:8])}{more}")
             self._only = frozenset(wanted)
             recorded = tuple(info for info in recorded if info.symbol in wanted)
         self.symbols: Sequence[SymbolInfo] = recorded

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from feeds.catalog import RecordingCatalog
 from ticker.bars import INTERVALS_MS
 from ticker.hub import Hub
-from ticker.protocol import BAD_REQUEST, UNKNOWN_SYMBOL, is_symbol, quote
+from ticker.protocol import BAD_REQUEST, UNKNOWN_SYMBOL, is_symbol, name_list, quote
 from ticker.stats import Stats
 
 DEFAULT_BAR_LIMIT = 300
@@ -59,7 +59,8 @@ def bars(request: Request, hub: Hub, bars_kept: int) -> JSONResponse:
     params = request.query_params
     unknown = sorted(set(params) - {"symbol", "interval", "limit", "token"})
     if unknown:
-        return error(400, BAD_REQUEST, f"unknown parameter(s): {', '.join(unknown)}")
+        names = name_list([quote(name) for name in unknown])
+        return error(400, BAD_REQUEST, f"unknown parameter(s): {names}")
     symbol = params.get("symbol", "").upper()
     if not symbol:
         return error(400, BAD_REQUEST, "missing parameter: symbol (e.g. ?symbol=AAPL)")

@@ -79,14 +79,17 @@ class Client:
                                                           error.request_id))
 
     def _subscribe(self, command: Subscribe) -> None:
-        unknown = self.hub.unknown(command.symbols)
-        known = tuple(s for s in command.symbols if s not in unknown and s not in self.symbols)
-        if len(self.symbols) + len(known) > self._max_symbols:
+        # The count first, known or not: a request over the limit is refused as such, without
+        # looking up (or listing back) hundreds of names.
+        new = [s for s in command.symbols if s not in self.symbols]
+        if len(self.symbols) + len(new) > self._max_symbols:
             raise ProtocolError(
                 protocol.TOO_MANY_SYMBOLS,
                 f"a connection may subscribe to at most {self._max_symbols} symbols; it has "
-                f"{len(self.symbols)} and asked for {len(known)} more; nothing was subscribed",
+                f"{len(self.symbols)} and asked for {len(new)} more; nothing was subscribed",
                 command.id)
+        unknown = self.hub.unknown(command.symbols)
+        known = tuple(s for s in new if s not in unknown)
         already = [s for s in command.symbols if s in self.symbols]
         first_messages = self.hub.subscribe(self.subscriber, known, command.resume,
                                             command.max_rate)
@@ -102,7 +105,7 @@ class Client:
             subscribed = "; the others were subscribed" if known or already else ""
             raise ProtocolError(
                 protocol.UNKNOWN_SYMBOL,
-                f"unknown symbol(s): {', '.join(unknown)}{subscribed}", command.id)
+                f"unknown symbol(s): {protocol.name_list(unknown)}{subscribed}", command.id)
 
     def _unsubscribe(self, command: Unsubscribe) -> None:
         self.hub.unsubscribe(self.subscriber, command.symbols)

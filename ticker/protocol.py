@@ -147,7 +147,7 @@ def _request_id(message: dict[str, Any]) -> RequestId:
 def _no_extra_keys(message: dict[str, Any], allowed: set[str], request_id: RequestId) -> None:
     extra = sorted(set(message) - allowed)
     if extra:
-        fields = ", ".join(map(quote, extra))
+        fields = name_list([quote(name) for name in extra])
         raise ProtocolError(BAD_REQUEST, f"unexpected field(s) {fields} for op "
                             f"{quote(message['op'])}", request_id)
 
@@ -214,6 +214,16 @@ def quote(value: Any) -> str:
     return text.translate(_MARKUP_ESCAPES)
 
 
+def name_list(names: Sequence[str], shown: int = 8) -> str:
+    """``names`` joined for an error message, the first ``shown`` of them only: a reply stays a
+    few hundred bytes whatever a client sent."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
+
+
+MAX_ERROR_MESSAGE = 400  # characters; longer messages are cut (a last guard, see name_list)
+
 _MARKUP_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "'": "\\u0027"})
 
 
@@ -270,6 +280,8 @@ def encode_pong(request_id: RequestId, server_ms: float) -> bytes:
 
 def encode_error(code: str, message: str, request_id: RequestId = None,
                  **extra: Any) -> bytes:
+    if len(message) > MAX_ERROR_MESSAGE:
+        message = message[:MAX_ERROR_MESSAGE - 3] + "..."
     return orjson.dumps(_with_id({"type": "error", "code": code, "message": message, **extra},
                                  request_id))
 

@@ -6,7 +6,7 @@ from starlette.requests import Request
 
 from ticker.errors import ProtocolError
 from ticker.hub import Hub
-from ticker.protocol import BAD_REQUEST, UNKNOWN_SYMBOL, parse_symbol_list, quote
+from ticker.protocol import BAD_REQUEST, UNKNOWN_SYMBOL, name_list, parse_symbol_list, quote
 
 
 class QueryError(Exception):
@@ -30,7 +30,7 @@ def subscription_symbols(request: Request, hub: Hub, max_symbols: int) -> tuple[
                          f"at most {max_symbols} symbols per subscription, got {len(symbols)}")
     unknown = hub.unknown(symbols)
     if unknown:
-        raise QueryError(404, UNKNOWN_SYMBOL, f"unknown symbol(s): {', '.join(unknown)}")
+        raise QueryError(404, UNKNOWN_SYMBOL, f"unknown symbol(s): {name_list(unknown)}")
     return symbols
 
 
