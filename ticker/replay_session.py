@@ -1,7 +1,8 @@
 """Per-connection replay at /ws/replay: each connection plays its own slice of a recording.
 
-The connection gets a private hub fed by its own ReplayFeed through the same pump and broker code
-as the live market, so it speaks protocol v1 unchanged, plus four controls:
+The connection gets a private hub fed by its own ReplayFeed through the same pump code as the
+live market, so it speaks protocol v1 unchanged. The URL's ``symbols`` are subscribed at connect
+(a subscribe adds more), and nothing plays before the connection has a subscription. Four controls:
 ``{"op":"pause"}``, ``{"op":"resume"}``, ``{"op":"speed","speed":2}``, ``{"op":"seek","ts":<ms>}``.
 Each is answered with a ``replay`` state message; the end of the recording sends ``replay_end``.
 Recordings are addressed by name inside the configured directory: no client path reaches the
@@ -28,7 +29,7 @@ from ticker.client import Client
 from ticker.errors import TickerError
 from ticker.hub import Hub
 from ticker.model import FeedEvent, FeedStart
-from ticker.protocol import BAD_REQUEST, encode_error, parse_symbol_list
+from ticker.protocol import BAD_REQUEST, encode_error, name_list, parse_symbol_list
 from ticker.pump import run_feed
 from ticker.stats import Stats
 from ticker.transport.denial import send_denial
@@ -103,7 +104,11 @@ def _open_feed(params: Any, catalog: RecordingCatalog,
     symbols = parse_symbol_list(params["symbols"]) if params.get("symbols") else ()
     feed = ReplayFeed(path, parse_speed(params.get("speed", "1")), loop=False,
                       from_ts=params.get("from") or None, to_ts=params.get("to") or None,
-                      symbols=symbols or None, on_unreadable=stats.unreadable_line)
+                      on_unreadable=stats.unreadable_line)
+    recorded = {info.symbol for info in feed.symbols}
+    unknown = [symbol for symbol in symbols if symbol not in recorded]
+    if unknown:
+        raise ValueError(f"not in the recording: {name_list(unknown)}")
     return feed, symbols
 
 
