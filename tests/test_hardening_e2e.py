@@ -42,6 +42,11 @@ async def close_code(ws: ClientConnection, timeout: float = 10.0) -> int:
     return received.code
 
 
+async def _read_into(ws: ClientConnection, messages: list[dict[str, object]]) -> None:
+    while True:
+        messages.append(orjson.loads(await asyncio.wait_for(ws.recv(), 5 * UNIT)))
+
+
 async def _read_forever(ws: ClientConnection) -> None:
     while True:
         await ws.recv()
@@ -112,6 +117,55 @@ async def test_too_many_ops_get_rate_limited_then_closed_1008(server: RunningSer
                 except ConnectionClosed:
                     break
             assert await close_code(flood) == 1008
+        await watcher.keeps_receiving()
+
+
+@pytest.mark.parametrize("count", [501, 5000])
+async def test_unknown_symbols_over_the_cap_are_too_many_symbols_in_a_short_reply(
+        server: RunningServer, count: int) -> None:
+    async with Watcher(server.ws_url, WATCHED) as watcher, connect(server.ws_url) as greedy:
+        await greedy.recv()  # hello
+        names = [f"NOPE{n:05d}" for n in range(count)]
+        await greedy.send(orjson.dumps({"op": "subscribe", "symbols": names, "id": 1}).decode())
+        raw = await asyncio.wait_for(greedy.recv(), 5 * UNIT)
+        reply = orjson.loads(raw)
+        assert (reply["type"], reply["code"], reply["id"]) == ("error", "too_many_symbols", 1)
+        assert len(raw) < 400, f"a {len(raw)}-byte error for a {count}-symbol request"
+        # Under the cap, unknown names are named, a few of them: the reply stays short.
+        await greedy.send(orjson.dumps({"op": "subscribe", "symbols": names[:400]}).decode())
+        raw = await asyncio.wait_for(greedy.recv(), 5 * UNIT)
+        reply = orjson.loads(raw)
+        assert reply["code"] == "unknown_symbol" and "NOPE00000" in reply["message"]
+        assert "and 392 more" in reply["message"] and len(raw) < 400
+        # Hundreds of unexpected fields: the same bound.
+        noise = {f"field{n}": n for n in range(1000)}
+        await greedy.send(orjson.dumps({"op": "ping", **noise}).decode())
+        raw = await asyncio.wait_for(greedy.recv(), 5 * UNIT)
+        assert orjson.loads(raw)["code"] == "bad_request" and len(raw) < 500
+        await greedy.send('{"op":"ping","id":"still"}')
+        assert orjson.loads(await greedy.recv())["id"] == "still"
+        await watcher.keeps_receiving()
+
+
+async def test_a_flood_of_pings_gets_every_reply_owed_before_the_close(
+        server: RunningServer) -> None:
+    """Burst 50, 20/s, 30 strikes: ~50 pongs, then 29 rate_limited errors, then 1008. Each
+    reply the server produced reaches the client, in order, and the close comes last."""
+    async with Watcher(server.ws_url, WATCHED) as watcher, connect(server.ws_url) as flood:
+        await flood.recv()  # hello
+        for n in range(150):
+            await flood.send(orjson.dumps({"op": "ping", "id": n}).decode())
+        replies: list[dict[str, object]] = []
+        with pytest.raises(ConnectionClosed) as closed:
+            await _read_into(flood, replies)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        assert "rate limit" in closed.value.rcvd.reason
+        assert [r["id"] for r in replies] == list(range(len(replies))), "a reply lost or reordered"
+        pongs = [r for r in replies if r["type"] == "pong"]
+        refused = [r for r in replies if r["type"] == "error"]
+        assert len(pongs) >= 50 and all(r["code"] == "rate_limited" for r in refused)
+        assert len(refused) == 29  # the 30th strike is the close, with no reply of its own
+        assert replies[-1]["type"] == "error"
         await watcher.keeps_receiving()
 
 

@@ -5,6 +5,9 @@ bad lines cost only themselves."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from tests.hand_recordings import (
     without,
     write_hand_recording,
 )
-from tests.servers import RunningServer, make_config, running_server
+from tests.servers import UNIT, RunningServer, make_config, running_server
 from tests.wsclient import TickerClient
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -191,3 +194,35 @@ def _skipped(metrics: str) -> float:
     [line] = [line for line in metrics.splitlines()
               if line.startswith("ticker_recording_lines_skipped_total ")]
     return float(line.split()[1])
+
+
+async def test_serve_replay_skips_bad_lines_and_plays_everything_else(directory: Path) -> None:
+    config = make_config(**{"feed.kind": "replay", "feed.replay.source":
+                            str(directory / "bad.jsonl"), "feed.replay.speed": "max"})
+    with running_server(config) as server:
+        client = await TickerClient.open(server.ws_url)
+        try:
+            # Resuming from seq 0 asks for everything still in history: the whole recording.
+            await client.send({"op": "subscribe", "symbols": list(SYMBOLS), "resume": {
+                "epoch": client.hello["epoch"], "seqs": dict.fromkeys(SYMBOLS, 0)}})
+            for symbol, ticks in by_symbol(GOOD_OF_BAD).items():
+                await client.until_ticks(symbol, len(ticks))
+            assert received_ticks(client) == GOOD_OF_BAD
+        finally:
+            await client.close()
+        async with httpx.AsyncClient(base_url=server.http_url) as http:
+            assert _skipped((await http.get("/metrics")).text) == 4
+            assert (await http.get("/readyz")).status_code == 200
+
+
+def test_serve_replay_of_a_recording_without_a_readable_tick_is_a_one_line_error(
+        directory: Path) -> None:
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "ticker", "serve", "--port", "0", "--replay",
+                           str(directory / "nothing.jsonl")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "nothing.jsonl" in line and "no readable tick" in line
+    assert time.monotonic() - started < 8 * UNIT  # not the 10 s start-up timeout
