@@ -46,3 +46,20 @@ def test_minute_bars_merge_into_a_day_that_equals_their_sum() -> None:
     # A bar of the next day starts a new day bar.
     day.merge(TradeBar(DAY_MS + 60_000, 20.0, 20.0, 20.0, 20.0, 10, 1, 20.0))
     assert day.newest() == TradeBar(DAY_MS, 20.0, 20.0, 20.0, 20.0, 10, 1, 20.0)
+
+
+def test_a_series_keeps_its_last_bars_through_many_wraps_of_its_ring() -> None:
+    series = BarSeries(1_000, keep=4)
+    for second in range(23):
+        series.add(second * 1_000 + 10, 100.0 + second, 100)
+        series.add(second * 1_000 + 20, 99.0 + second, 200)
+    assert len(series) == 4
+    bars = series.last(10)
+    assert [b["start"] for b in bars] == [19_000, 20_000, 21_000, 22_000]
+    assert bars[0] == {"start": 19_000, "open": 119.0, "high": 119.0, "low": 118.0,
+                       "close": 118.0, "volume": 300}
+    assert [b["start"] for b in series.last(2)] == [21_000, 22_000]
+    assert series.last(0) == []
+    # The forming bar (22 s) is not closed until the clock passes its end.
+    assert [b.start for b in series.closed(19_000, 22_500)] == [20_000, 21_000]
+    assert [b.start for b in series.closed(0, 23_000)] == [19_000, 20_000, 21_000, 22_000]

@@ -132,8 +132,9 @@ async def test_per_connection_replay_pause_resume_speed_and_seek(
     client = await replay_client(server, "recording=session.jsonl&speed=5&symbols=AAPL,MSFT")
     try:
         assert client.hello["feed"] == "replay"
-        assert client.hello["symbols"] == ["AAPL", "MSFT"]
-        await client.send({"op": "subscribe", "symbols": ["AAPL", "MSFT"]})
+        assert client.hello["symbols"] == ["AAPL", "MSFT", "JPM"]
+        # The URL's symbols are subscribed at connect.
+        assert (await client.recv_type("subscribed"))["symbols"] == ["AAPL", "MSFT"]
         await client.until_ticks("AAPL", 10)
         await client.send({"op": "pause", "id": 1})
         state = await client.recv_type("replay")
