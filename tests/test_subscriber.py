@@ -122,3 +122,23 @@ async def test_wait_returns_once_there_is_something_to_send() -> None:
     await subscriber.wait()
     assert subscriber.drain() == [b'{"type":"x"}']
     assert not subscriber.pending
+
+
+@pytest.mark.parametrize("capacity", [100, 3])  # 3: the rings have wrapped
+def test_feed_order_puts_runs_that_do_not_interleave_in_order_by_their_first_tick(
+        capacity: int) -> None:
+    apple, bank, oil = History(capacity), History(capacity), History(capacity)
+    # The feed: X1..X5 (places 1-5), then J1 J2 (6, 7), then A1 A2 (8, 9).
+    for place, (history, symbol, seq) in enumerate(
+            [(oil, "XOM", s) for s in range(1, 6)] + [(bank, "JPM", 1), (bank, "JPM", 2),
+                                                      (apple, "AAPL", 1), (apple, "AAPL", 2)],
+            start=1):
+        history.append(seq, tick(symbol, seq), place)
+    subscriber = Subscriber(max_lag=1000, max_frame_ticks=1000)
+    subscriber.follow("AAPL", apple, 0)
+    subscriber.follow("JPM", bank, 0)
+    subscriber.follow("XOM", oil, 5 - min(capacity, 5))
+    [frame] = decode(subscriber.drain())
+    kept = [("XOM", s) for s in range(6 - min(capacity, 5), 6)]
+    assert [(t["symbol"], t["seq"]) for t in frame["ticks"]] == [  # type: ignore[attr-defined]
+        *kept, ("JPM", 1), ("JPM", 2), ("AAPL", 1), ("AAPL", 2)]

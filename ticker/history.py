@@ -57,15 +57,21 @@ class History:
         """The ticks after ``seq``, which must satisfy :meth:`reaches`; two slices at most."""
         return self._range(self._ring, seq + 1)
 
-    def places_after(self, seq: int) -> array[int]:
-        """The feed places of :meth:`after`'s ticks, in the same order."""
-        return self._range(self._places, seq + 1)
+    def after_placed(self, seq: int) -> tuple[list[bytes], array[int]]:
+        """:meth:`after`'s ticks and, in the same order, their places in the feed."""
+        start = seq + 1
+        if start > self.last:
+            return [], self._places[:0]
+        capacity = self._capacity
+        begin = (start - self._origin) % capacity
+        end = (self.last - self._origin) % capacity + 1
+        ring, places = self._ring, self._places
+        if begin < end:
+            return ring[begin:end], places[begin:end]
+        return ring[begin:] + ring[:end], places[begin:] + places[:end]
 
     def latest(self, count: int) -> list[bytes]:
         return self._range(self._ring, max(self.first, self.last - count + 1)) if self.last else []
-
-    def latest_place(self) -> int:
-        return self._places[(self.last - self._origin) % self._capacity] if self.last else 0
 
     def _range(self, items: _Items, start: int) -> _Items:
         if start > self.last:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, pairwise
 from operator import itemgetter
 
 from ticker.history import History
@@ -48,17 +49,34 @@ one symbol."""
 
 def feed_order(runs: list[Run]) -> list[int] | None:
     """The runs' ticks, as indices into their concatenation, in the order the feed published
-    them; None when the concatenation already is (one run). Runs are each in order, so the sort
-    only merges them (timsort finds the runs): about 60 ns a tick here."""
+    them; None when the concatenation already is.
+
+    Cheap when the runs do not interleave (always so when each holds one tick, as at light
+    load): they are put in order by their first tick alone. Otherwise a sort merges them by
+    every tick's place (timsort finds the runs)."""
     if len(runs) < 2:
         return None
-    places: list[int] = []
+    starts = [run[3][0] for run in runs]
+    by_start = sorted(range(len(runs)), key=starts.__getitem__)
+    newest = -1
+    for index in by_start:
+        places = runs[index][3]
+        if places[0] < newest:
+            break  # interleaved: merge tick by tick
+        newest = places[-1]
+    else:
+        if all(a < b for a, b in pairwise(by_start)):
+            return None
+        offsets = list(accumulate((len(run[2]) for run in runs), initial=0))
+        return [tick for index in by_start
+                for tick in range(offsets[index], offsets[index + 1])]
+    keys: list[int] = []
     for run in runs:
-        places += run[3]
-    return sorted(range(len(places)), key=places.__getitem__)
+        keys += run[3]
+    return sorted(range(len(keys)), key=keys.__getitem__)
 
 
-def in_feed_order(runs: list[Run]) -> list[bytes]:
+def in_feed_order(runs: list[Run]) -> Sequence[bytes]:
     """The runs' encoded ticks, merged into feed order (across symbols, as published)."""
     ticks: list[bytes] = []
     for run in runs:
@@ -66,7 +84,8 @@ def in_feed_order(runs: list[Run]) -> list[bytes]:
     order = feed_order(runs)
     if order is None:
         return ticks
-    return list(itemgetter(*order)(ticks))
+    merged: tuple[bytes, ...] = itemgetter(*order)(ticks)  # at least two: a tuple
+    return merged
 
 
 class Subscriber:
@@ -197,8 +216,8 @@ class Subscriber:
                                  f"{symbol}"))
                 return []
             cursor.fresh = False
-            ticks = history.after(cursor.seq)
-            runs.append((symbol, cursor.seq + 1, ticks, history.places_after(cursor.seq)))
+            ticks, places = history.after_placed(cursor.seq)
+            runs.append((symbol, cursor.seq + 1, ticks, places))
             stats.ticks += len(ticks)
             cursor.seq = history.last
         if runs and stats.latency.due():
@@ -214,8 +233,8 @@ class Subscriber:
                 loop.call_at(cursor.next_due, self._due, cursor)
             return
         history = cursor.history
-        runs.append((symbol, history.last, history.latest(1),
-                     array("q", (history.latest_place(),))))
+        ticks, places = history.after_placed(history.last - 1)
+        runs.append((symbol, history.last, ticks, places))
         self.stats.ticks += 1
         self.stats.conflated += max(0, history.last - cursor.seq - 1)
         cursor.seq = history.last
