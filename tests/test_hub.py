@@ -263,7 +263,7 @@ def test_follow_live_delivers_from_the_next_tick_with_no_snapshot() -> None:
     hub.follow_live(box, ("AAPL", "NOPE"))
     assert box.take_messages() == []
     publish(hub, tick("AAPL", 3))
-    assert [seq for _, seq, _, _ in box.take_ticks()] == [3]
+    assert [seq for _, seq, *_ in box.take_ticks()] == [3]
     assert box.symbols == {"AAPL"}
 
 

@@ -57,18 +57,19 @@ class History:
         """The ticks after ``seq``, which must satisfy :meth:`reaches`; two slices at most."""
         return self._range(self._ring, seq + 1)
 
-    def after_placed(self, seq: int) -> tuple[list[bytes], array[int]]:
-        """:meth:`after`'s ticks and, in the same order, their places in the feed."""
-        start = seq + 1
-        if start > self.last:
-            return [], self._places[:0]
-        capacity = self._capacity
-        begin = (start - self._origin) % capacity
-        end = (self.last - self._origin) % capacity + 1
-        ring, places = self._ring, self._places
-        if begin < end:
-            return ring[begin:end], places[begin:end]
-        return ring[begin:] + ring[:end], places[begin:] + places[:end]
+    def after_placed(self, seq: int) -> tuple[list[bytes], array[int], int]:
+        """:meth:`after`'s ticks, and where their places in the feed are: the ring of places
+        (shared, not a copy) and the index of the first; later ones follow it, modulo the
+        ring's length."""
+        # _range's arithmetic inlined: this runs for every run of every drain.
+        last = self.last
+        if seq >= last:
+            return [], self._places, 0
+        ring, capacity, origin = self._ring, self._capacity, self._origin
+        begin = (seq + 1 - origin) % capacity
+        end = (last - origin) % capacity + 1
+        return (ring[begin:end] if begin < end else ring[begin:] + ring[:end],
+                self._places, begin)
 
     def latest(self, count: int) -> list[bytes]:
         return self._range(self._ring, max(self.first, self.last - count + 1)) if self.last else []

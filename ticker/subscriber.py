@@ -16,7 +16,7 @@ import asyncio
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, pairwise
+from itertools import pairwise
 from operator import itemgetter
 
 from ticker.history import History
@@ -42,42 +42,34 @@ class _Cursor:
         self.armed = False  # a wake-up is scheduled for next_due
 
 
-Run = tuple[str, int, list[bytes], "array[int]"]
-"""(symbol, seq of the first tick, encoded ticks, their places in the feed): consecutive ticks of
-one symbol."""
+Run = tuple[str, int, list[bytes], "array[int]", int]
+"""(symbol, seq of the first tick, encoded ticks, the places ring, the index of the first tick's
+place in it): consecutive ticks of one symbol, and where each came in the feed (History.places)."""
+
+
+def run_places(run: Run) -> list[int]:
+    _, _, ticks, ring, start = run
+    end = start + len(ticks)
+    if end <= len(ring):
+        return ring[start:end].tolist()
+    return ring[start:].tolist() + ring[:end - len(ring)].tolist()
 
 
 def feed_order(runs: list[Run]) -> list[int] | None:
     """The runs' ticks, as indices into their concatenation, in the order the feed published
-    them; None when the concatenation already is.
-
-    Cheap when the runs do not interleave (always so when each holds one tick, as at light
-    load): they are put in order by their first tick alone. Otherwise a sort merges them by
-    every tick's place (timsort finds the runs)."""
+    them; None when the concatenation already is. (ticker._order merges in C; this is the
+    order SSE needs, and the fallback.)"""
     if len(runs) < 2:
         return None
-    starts = [run[3][0] for run in runs]
-    by_start = sorted(range(len(runs)), key=starts.__getitem__)
-    newest = -1
-    for index in by_start:
-        places = runs[index][3]
-        if places[0] < newest:
-            break  # interleaved: merge tick by tick
-        newest = places[-1]
-    else:
-        if all(a < b for a, b in pairwise(by_start)):
-            return None
-        offsets = list(accumulate((len(run[2]) for run in runs), initial=0))
-        return [tick for index in by_start
-                for tick in range(offsets[index], offsets[index + 1])]
     keys: list[int] = []
     for run in runs:
-        keys += run[3]
-    return sorted(range(len(keys)), key=keys.__getitem__)
+        keys += run_places(run)
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return None if all(a < b for a, b in pairwise(order)) else order
 
 
-def in_feed_order(runs: list[Run]) -> Sequence[bytes]:
-    """The runs' encoded ticks, merged into feed order (across symbols, as published)."""
+def merge_in_python(runs: list[Run]) -> Sequence[bytes]:
+    """:func:`in_feed_order` where ticker._order is not compiled (and its reference in tests)."""
     ticks: list[bytes] = []
     for run in runs:
         ticks += run[2]
@@ -86,6 +78,22 @@ def in_feed_order(runs: list[Run]) -> Sequence[bytes]:
         return ticks
     merged: tuple[bytes, ...] = itemgetter(*order)(ticks)  # at least two: a tuple
     return merged
+
+
+compiled_merge: Callable[[list[Run]], list[bytes]] | None
+try:
+    from ticker._order import merge as compiled_merge
+except ImportError:  # not built (no C compiler where it was installed): hatch_build.py
+    compiled_merge = None
+
+
+def in_feed_order(runs: list[Run]) -> Sequence[bytes]:
+    """The runs' encoded ticks, merged into feed order (across symbols, as published)."""
+    if len(runs) < 2:
+        return runs[0][2] if runs else ()
+    if compiled_merge is not None:
+        return compiled_merge(runs)
+    return merge_in_python(runs)
 
 
 class Subscriber:
@@ -216,8 +224,8 @@ class Subscriber:
                                  f"{symbol}"))
                 return []
             cursor.fresh = False
-            ticks, places = history.after_placed(cursor.seq)
-            runs.append((symbol, cursor.seq + 1, ticks, places))
+            ticks, places, start = history.after_placed(cursor.seq)
+            runs.append((symbol, cursor.seq + 1, ticks, places, start))
             stats.ticks += len(ticks)
             cursor.seq = history.last
         if runs and stats.latency.due():
@@ -233,8 +241,8 @@ class Subscriber:
                 loop.call_at(cursor.next_due, self._due, cursor)
             return
         history = cursor.history
-        ticks, places = history.after_placed(history.last - 1)
-        runs.append((symbol, history.last, ticks, places))
+        ticks, places, start = history.after_placed(history.last - 1)
+        runs.append((symbol, history.last, ticks, places, start))
         self.stats.ticks += 1
         self.stats.conflated += max(0, history.last - cursor.seq - 1)
         cursor.seq = history.last

@@ -84,7 +84,7 @@ class AlpacaStream:
             return messages
         ticks: list[dict[str, Any]] = orjson.loads(b"[" + b",".join(in_feed_order(runs)) + b"]")
         wanted = {symbol: (session.wants("trades", symbol), session.wants("quotes", symbol))
-                  for symbol, _, _, _ in runs}
+                  for symbol, *_ in runs}
         for tick in ticks:
             symbol = tick["symbol"]
             trades, quotes = wanted[symbol]

@@ -102,7 +102,7 @@ def render(epoch: str, symbols: Sequence[str], subscriber: Subscriber, max_ticks
     out = [_event(_message_type(message), event_id(epoch, symbols, positions), message)
            for message in subscriber.take_messages()]
     runs = subscriber.take_ticks()
-    due = [(symbol, first_seq + offset, tick) for symbol, first_seq, ticks, _ in runs
+    due = [(symbol, first_seq + offset, tick) for symbol, first_seq, ticks, *_ in runs
            for offset, tick in enumerate(ticks)]
     order = feed_order(runs)
     if order is not None:

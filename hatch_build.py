@@ -1,0 +1,45 @@
+"""Compiles ticker/_order.c (the fan-out's merge into feed order) when the package is built.
+
+Only a C compiler and Python's headers are needed, both on any machine that builds Python
+packages. Where the build fails, the package still installs and ticker.subscriber runs the same
+merge in Python, slower; with TICKER_REQUIRE_ALL_TOOLS set (CI) a failed build is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+
+def compile_extension(source: Path, target: Path) -> None:
+    compiler = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    include = sysconfig.get_paths()["include"]
+    subprocess.run([*compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", f"-I{include}",
+                    str(source), "-o", str(target)], check=True, capture_output=True, text=True)
+
+
+class OrderExtension(BuildHookInterface):  # type: ignore[type-arg]
+    PLUGIN_NAME = "custom"
+
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        source = Path(self.root) / "ticker" / "_order.c"
+        target = source.with_name("_order" + str(sysconfig.get_config_var("EXT_SUFFIX")))
+        try:
+            compile_extension(source, target)
+        except (OSError, subprocess.CalledProcessError) as error:
+            detail = getattr(error, "stderr", "") or str(error)
+            if os.environ.get("TICKER_REQUIRE_ALL_TOOLS"):
+                raise RuntimeError(f"ticker: could not compile {source}: {detail}") from error
+            self.app.display_warning(f"ticker: {source.name} not compiled ({detail.strip()}); "
+                                     "the merge into feed order runs in pure Python")
+            return
+        if version != "editable":
+            build_data["force_include"][str(target)] = f"ticker/{target.name}"
+        build_data["pure_python"] = False
+        build_data["infer_tag"] = True

@@ -1,0 +1,3 @@
+from collections.abc import Sequence
+
+def merge(runs: Sequence[tuple[object, ...]], /) -> list[bytes]: ...
