@@ -142,3 +142,22 @@ def test_feed_order_puts_runs_that_do_not_interleave_in_order_by_their_first_tic
     kept = [("XOM", s) for s in range(6 - min(capacity, 5), 6)]
     assert [(t["symbol"], t["seq"]) for t in frame["ticks"]] == [  # type: ignore[attr-defined]
         *kept, ("JPM", 1), ("JPM", 2), ("AAPL", 1), ("AAPL", 2)]
+
+
+def test_a_cursor_at_zero_on_a_run_whose_seqs_start_later_gets_it_from_the_first() -> None:
+    """After a seek a replay's run starts at the recorded seqs (say 2250), and the hub places
+    every cursor at 0: that means "from the first tick of the run"."""
+    apple, bank = History(100), History(100)
+    for place, (history, symbol, seq) in enumerate(
+            [(apple, "AAPL", 2250), (bank, "JPM", 871), (apple, "AAPL", 2251)], start=1):
+        history.append(seq, tick(symbol, seq), place)
+    subscriber = Subscriber(max_lag=1000, max_frame_ticks=1000)
+    subscriber.follow("AAPL", apple, 0)
+    subscriber.follow("JPM", bank, 0)
+    runs = subscriber.take_ticks()
+    assert [(symbol, first) for symbol, first, *_ in runs] == [("AAPL", 2250), ("JPM", 871)]
+    subscriber.follow("AAPL", apple, 0)
+    subscriber.follow("JPM", bank, 0)
+    [frame] = decode(subscriber.drain())
+    assert [(t["symbol"], t["seq"]) for t in frame["ticks"]] == [  # type: ignore[attr-defined]
+        ("AAPL", 2250), ("JPM", 871), ("AAPL", 2251)]

@@ -66,7 +66,9 @@ class History:
         if seq >= last:
             return [], self._places, 0
         ring, capacity, origin = self._ring, self._capacity, self._origin
-        begin = (seq + 1 - origin) % capacity
+        # Never before the oldest tick kept: a cursor placed at 0 on a run whose seqs start
+        # higher (a replay that seeked) means "from the first".
+        begin = (max(seq + 1, self.first) - origin) % capacity
         end = (last - origin) % capacity + 1
         return (ring[begin:end] if begin < end else ring[begin:] + ring[:end],
                 self._places, begin)
@@ -77,6 +79,7 @@ class History:
     def _range(self, items: _Items, start: int) -> _Items:
         if start > self.last:
             return items[:0]
+        start = max(start, self.first)
         capacity = self._capacity
         begin = (start - self._origin) % capacity
         end = (self.last - self._origin) % capacity + 1

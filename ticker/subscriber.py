@@ -225,7 +225,7 @@ class Subscriber:
                 return []
             cursor.fresh = False
             ticks, places, start = history.after_placed(cursor.seq)
-            runs.append((symbol, cursor.seq + 1, ticks, places, start))
+            runs.append((symbol, max(cursor.seq + 1, history.first), ticks, places, start))
             stats.ticks += len(ticks)
             cursor.seq = history.last
         if runs and stats.latency.due():
