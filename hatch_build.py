@@ -1,7 +1,7 @@
 """Compiles ticker/_order.c (the fan-out's merge into feed order) when the package is built.
 
 Only a C compiler and Python's headers are needed, both on any machine that builds Python
-packages. Where the build fails, the package still installs and ticker.subscriber runs the same
+packages. Where the build fails, the package still installs and ticker.feed_order runs the same
 merge in Python, slower; with TICKER_REQUIRE_ALL_TOOLS set (CI) a failed build is an error.
 """
 

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ticker import subscriber
-from ticker.subscriber import Run, feed_order, merge_in_python
+from ticker import feed_order as order_module
+from ticker.feed_order import Run, feed_order, merge_in_python
 
-compiled = subscriber.compiled_merge
+compiled = order_module.compiled_merge
 
 
 def test_the_compiled_merge_is_built_where_the_tools_are() -> None:

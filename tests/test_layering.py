@@ -121,13 +121,14 @@ RULES = [
          lambda m, target: is_stdlib(target)
          or within(target, "orjson", "ticker.model", "ticker.errors"),
          ("ticker.protocol",)),
-    Rule("ticker.hub, .subscriber, .history, .client and .bars never import starlette, "
-         "uvicorn, feeds, ticker.app or ticker.transport",
-         lambda m: m in ("ticker.hub", "ticker.subscriber", "ticker.history", "ticker.client",
-                        "ticker.bars"),
+    Rule("ticker.hub, .subscriber, .feed_order, .history, .client and .bars never import "
+         "starlette, uvicorn, feeds, ticker.app or ticker.transport",
+         lambda m: m in ("ticker.hub", "ticker.subscriber", "ticker.feed_order", "ticker.history",
+                        "ticker.client", "ticker.bars"),
          lambda m, target: not within(target, "starlette", "uvicorn", "feeds", "ticker.app",
                                       "ticker.transport"),
-         ("ticker.hub", "ticker.subscriber", "ticker.history", "ticker.client", "ticker.bars")),
+         ("ticker.hub", "ticker.subscriber", "ticker.feed_order", "ticker.history",
+          "ticker.client", "ticker.bars")),
     Rule("ticker.alpaca.protocol and .session (sans I/O) never import starlette, uvicorn, feeds, "
          "the hub or a transport",
          lambda m: m in ("ticker.alpaca.protocol", "ticker.alpaca.session"),

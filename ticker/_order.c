@@ -4,7 +4,7 @@
  * ticker/subscriber.py). Clients must get them in feed order across symbols; in Python the merge
  * costs about 100 ns a tick and a method call or two per run, which doubled the cost of a drain at
  * 10-30 ticks. Here it is a k-way merge over a binary heap of run heads: a few ns a tick.
- * ticker.subscriber falls back to the same merge in Python when this module is not built.
+ * ticker/feed_order.py falls back to the same merge in Python when this module is not built.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -150,7 +150,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef order_module = {
     PyModuleDef_HEAD_INIT, "ticker._order",
-    "Ticks of several symbols merged into feed order (see ticker/subscriber.py).", -1, methods,
+    "Ticks of several symbols merged into feed order (see ticker/feed_order.py).", -1, methods,
 };
 
 PyMODINIT_FUNC

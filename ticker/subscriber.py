@@ -13,12 +13,10 @@ while its position is still in history, so it can reconnect and resume without l
 from __future__ import annotations
 
 import asyncio
-from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import pairwise
-from operator import itemgetter
 
+from ticker.feed_order import Run, in_feed_order
 from ticker.history import History
 from ticker.protocol import CLOSE_SLOW_CONSUMER, TICKS_PREFIX, TICKS_SUFFIX
 from ticker.stats import TransportStats
@@ -40,60 +38,6 @@ class _Cursor:
         self.interval = interval  # seconds between conflated updates; 0 = every tick
         self.next_due = 0.0  # loop time of the next conflated update
         self.armed = False  # a wake-up is scheduled for next_due
-
-
-Run = tuple[str, int, list[bytes], "array[int]", int]
-"""(symbol, seq of the first tick, encoded ticks, the places ring, the index of the first tick's
-place in it): consecutive ticks of one symbol, and where each came in the feed (History.places)."""
-
-
-def run_places(run: Run) -> list[int]:
-    _, _, ticks, ring, start = run
-    end = start + len(ticks)
-    if end <= len(ring):
-        return ring[start:end].tolist()
-    return ring[start:].tolist() + ring[:end - len(ring)].tolist()
-
-
-def feed_order(runs: list[Run]) -> list[int] | None:
-    """The runs' ticks, as indices into their concatenation, in the order the feed published
-    them; None when the concatenation already is. (ticker._order merges in C; this is the
-    order SSE needs, and the fallback.)"""
-    if len(runs) < 2:
-        return None
-    keys: list[int] = []
-    for run in runs:
-        keys += run_places(run)
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return None if all(a < b for a, b in pairwise(order)) else order
-
-
-def merge_in_python(runs: list[Run]) -> Sequence[bytes]:
-    """:func:`in_feed_order` where ticker._order is not compiled (and its reference in tests)."""
-    ticks: list[bytes] = []
-    for run in runs:
-        ticks += run[2]
-    order = feed_order(runs)
-    if order is None:
-        return ticks
-    merged: tuple[bytes, ...] = itemgetter(*order)(ticks)  # at least two: a tuple
-    return merged
-
-
-compiled_merge: Callable[[list[Run]], list[bytes]] | None
-try:
-    from ticker._order import merge as compiled_merge
-except ImportError:  # not built (no C compiler where it was installed): hatch_build.py
-    compiled_merge = None
-
-
-def in_feed_order(runs: list[Run]) -> Sequence[bytes]:
-    """The runs' encoded ticks, merged into feed order (across symbols, as published)."""
-    if len(runs) < 2:
-        return runs[0][2] if runs else ()
-    if compiled_merge is not None:
-        return compiled_merge(runs)
-    return merge_in_python(runs)
 
 
 class Subscriber:

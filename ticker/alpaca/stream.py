@@ -17,8 +17,9 @@ import orjson
 from ticker.alpaca import protocol
 from ticker.alpaca.protocol import Codec, Message
 from ticker.alpaca.session import Session
+from ticker.feed_order import in_feed_order
 from ticker.hub import Hub
-from ticker.subscriber import Subscriber, in_feed_order
+from ticker.subscriber import Subscriber
 
 
 class AlpacaStream:

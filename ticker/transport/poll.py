@@ -16,9 +16,10 @@ from starlette.responses import Response
 
 from ticker.api import error, refuse_when_full
 from ticker.errors import ProtocolError
+from ticker.feed_order import in_feed_order
 from ticker.hub import Hub
 from ticker.stats import Stats
-from ticker.subscriber import Subscriber, in_feed_order
+from ticker.subscriber import Subscriber
 from ticker.transport.positions import decode_cursor, encode_cursor
 from ticker.transport.query import QueryError, number, subscription_symbols
 

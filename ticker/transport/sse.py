@@ -14,10 +14,11 @@ from starlette.responses import Response, StreamingResponse
 
 from ticker.api import error, refuse_when_full
 from ticker.errors import ProtocolError
+from ticker.feed_order import feed_order
 from ticker.hub import Hub
 from ticker.protocol import TICKS_PREFIX, TICKS_SUFFIX, Resume, parse_max_rate
 from ticker.stats import Stats
-from ticker.subscriber import Subscriber, feed_order
+from ticker.subscriber import Subscriber
 from ticker.transport.positions import event_id, parse_event_id
 from ticker.transport.query import QueryError, subscription_symbols
 
