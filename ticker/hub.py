@@ -92,7 +92,7 @@ class Hub:
         hello = encode_hello(self.epoch, self.feed, self.symbols)
         for subscriber in self._subscribers:
             # The last ticks of the run that ended go out first, not dropped with its cursors.
-            subscriber.put_message(hello, after_ticks=subscriber.takes_frames)
+            subscriber.put_message(hello, after_ticks=True)
         # Connections keep their subscriptions across a restart; each is told to drop what it
         # holds for the old epoch by an empty snapshot marked reset, then follows the new run.
         for symbol, subscribers in subscriptions.items():
@@ -156,7 +156,7 @@ class Hub:
         state.history = History(self._history_size)
         reset = encode_snapshot(symbol, self.epoch, (), True, seq - 1)
         for subscriber in state.subscribers:
-            subscriber.put_message(reset, after_ticks=subscriber.takes_frames)
+            subscriber.put_message(reset, after_ticks=True)
             subscriber.follow(symbol, state.history, seq - 1)
 
     # -- connections ---------------------------------------------------------------------------
@@ -223,9 +223,9 @@ class Hub:
 
     def broadcast(self, message: bytes, after_ticks: bool = False) -> None:
         """Send one message to every connection; with ``after_ticks``, after the ticks already
-        due to it (where its transport allows: see Subscriber.put_message)."""
+        due to it (see Subscriber.put_message)."""
         for subscriber in self._subscribers:
-            subscriber.put_message(message, after_ticks=after_ticks and subscriber.takes_frames)
+            subscriber.put_message(message, after_ticks=after_ticks)
 
     def close_all(self, request: Close) -> None:
         for subscriber in self._subscribers:

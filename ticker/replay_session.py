@@ -72,12 +72,12 @@ async def serve_replay(websocket: WebSocket, settings: ReplaySettings) -> None:
     # before the client could ask for it (the run starts, so the hello can name its symbols).
     feed.hold()
     hub = Hub(settings.snapshot_size, settings.history_size, settings.bars_kept)
-    broker = _HubPublisher(hub)
+    publisher = _HubPublisher(hub)
     ended, restart = asyncio.Event(), asyncio.Event()
-    player = asyncio.create_task(_play(feed, broker, hub, ended, restart))
+    player = asyncio.create_task(_play(feed, publisher, hub, ended, restart))
     watchdog = asyncio.create_task(tend_connections(hub, settings.ws.send_timeout,
                                                     settings.idle_timeout, settings.ws.stats))
-    started = asyncio.create_task(broker.started.wait())
+    started = asyncio.create_task(publisher.started.wait())
     try:
         await asyncio.wait((started, player), return_when=asyncio.FIRST_COMPLETED)
         if not hub.ready:
@@ -126,12 +126,12 @@ class _HubPublisher:
             self.started.set()
 
 
-async def _play(feed: ReplayFeed, broker: _HubPublisher, hub: Hub, ended: asyncio.Event,
+async def _play(feed: ReplayFeed, publisher: _HubPublisher, hub: Hub, ended: asyncio.Event,
                 restart: asyncio.Event) -> None:
     """Play to the end, say so after the last tick, and play again from wherever a later seek
     points."""
     while True:
-        await run_feed(lambda: feed, broker, restart_delay=1.0)
+        await run_feed(lambda: feed, publisher, restart_delay=1.0)
         if not hub.ready:
             return  # nothing to play at all
         ended.set()

@@ -94,10 +94,11 @@ class Subscriber:
 
     def put_message(self, data: bytes, after_ticks: bool = False) -> None:
         """Queue a message; replies go out before ticks already due, unless ``after_ticks``:
-        then every tick due now goes first (as protocol v1 frames, so only for transports that
-        send :meth:`drain`'s frames), e.g. the end of a replay after its last ticks."""
+        then every tick due now goes first, e.g. the end of a replay after its last ticks. (That
+        frames the ticks now, as protocol v1 frames: only where the transport sends
+        :meth:`drain`'s frames, ``takes_frames``; elsewhere the flag changes nothing.)"""
         if self.close_request is None:
-            if after_ticks:
+            if after_ticks and self.takes_frames:
                 self._messages += self._tick_frames()
             self._messages.append(data)
             self.wake()
