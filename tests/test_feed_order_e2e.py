@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -121,3 +122,27 @@ def test_the_recording_interleaves_symbols_closely() -> None:
     same_ms = sum(1 for a, b in itertools.pairwise(TICKS)
                   if a["ts"] == b["ts"] and a["symbol"] != b["symbol"])
     assert same_ms > 50
+
+
+async def test_each_pass_of_a_looping_replay_arrives_whole_before_the_next_hello(
+        tmp_path: Path) -> None:
+    """A new run's hello used to drop the ticks still due from the run before it."""
+    path = write_hand_recording(tmp_path / "loop.jsonl", TICKS)
+    config = make_config(**{"feed.kind": "replay", "feed.replay.source": str(path),
+                            "feed.replay.speed": 25.0, "feed.replay.loop": True})
+    with running_server(config) as server:
+        client = await TickerClient.open(server.ws_url)
+        try:
+            await client.send({"op": "subscribe", "symbols": list(SYMBOLS)})
+            while sum(m["type"] == "hello" for m in client.messages) < 4:
+                await client.recv(timeout=10)
+        finally:
+            await client.close()
+    passes: list[list[dict[str, Any]]] = []
+    for message in client.messages:
+        if message["type"] == "hello":
+            passes.append([])
+        elif message["type"] == "ticks" and passes:
+            passes[-1] += message["ticks"]
+    for whole in passes[1:-1]:  # the first began before we came, the last is not over
+        assert whole == TICKS
