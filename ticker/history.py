@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import logging
 from array import array
-from typing import TypeVar
 
 log = logging.getLogger("ticker.history")
-
-_Items = TypeVar("_Items", list[bytes], "array[int]")
 
 
 class History:
@@ -55,13 +52,12 @@ class History:
 
     def after(self, seq: int) -> list[bytes]:
         """The ticks after ``seq``, which must satisfy :meth:`reaches`; two slices at most."""
-        return self._range(self._ring, seq + 1)
+        return self.after_placed(seq)[0]
 
     def after_placed(self, seq: int) -> tuple[list[bytes], array[int], int]:
         """:meth:`after`'s ticks, and where their places in the feed are: the ring of places
         (shared, not a copy) and the index of the first; later ones follow it, modulo the
         ring's length."""
-        # _range's arithmetic inlined: this runs for every run of every drain.
         last = self.last
         if seq >= last:
             return [], self._places, 0
@@ -74,13 +70,4 @@ class History:
                 self._places, begin)
 
     def latest(self, count: int) -> list[bytes]:
-        return self._range(self._ring, max(self.first, self.last - count + 1)) if self.last else []
-
-    def _range(self, items: _Items, start: int) -> _Items:
-        if start > self.last:
-            return items[:0]
-        start = max(start, self.first)
-        capacity = self._capacity
-        begin = (start - self._origin) % capacity
-        end = (self.last - self._origin) % capacity + 1
-        return items[begin:end] if begin < end else items[begin:] + items[:end]
+        return self.after(self.last - count) if self.last else []
