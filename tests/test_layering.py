@@ -121,14 +121,14 @@ RULES = [
          lambda m, target: is_stdlib(target)
          or within(target, "orjson", "ticker.model", "ticker.errors"),
          ("ticker.protocol",)),
-    Rule("ticker.hub, .subscriber, .feed_order, .history, .client and .bars never import "
+    Rule("ticker.hub, .subscriber, .feed_order, .history, .session and .bars never import "
          "starlette, uvicorn, feeds, ticker.app or ticker.transport",
          lambda m: m in ("ticker.hub", "ticker.subscriber", "ticker.feed_order", "ticker.history",
-                        "ticker.client", "ticker.bars"),
+                        "ticker.session", "ticker.bars"),
          lambda m, target: not within(target, "starlette", "uvicorn", "feeds", "ticker.app",
                                       "ticker.transport"),
          ("ticker.hub", "ticker.subscriber", "ticker.feed_order", "ticker.history",
-          "ticker.client", "ticker.bars")),
+          "ticker.session", "ticker.bars")),
     Rule("ticker.alpaca.protocol and .session (sans I/O) never import starlette, uvicorn, feeds, "
          "the hub or a transport",
          lambda m: m in ("ticker.alpaca.protocol", "ticker.alpaca.session"),
@@ -249,7 +249,7 @@ def test_rules_flag_a_forbidden_import_inside_a_function() -> None:
         ("ticker.protocol", "orjson", True),
         ("ticker.protocol", "ticker.hub", False),
         ("ticker.subscriber", "ticker.protocol", True),
-        ("ticker.client", "uvicorn.config", False),
+        ("ticker.session", "uvicorn.config", False),
         ("ticker.bars", "ticker.transport.ws", False),
         ("ticker.transport.ws", "starlette.websockets", True),
         ("ticker.transport.ws", "feeds.base", False),

@@ -25,12 +25,12 @@ from feeds.catalog import RecordingCatalog
 from feeds.recording import RecordingNameError, RecordingNotFound
 from feeds.replay import ReplayFeed, parse_speed
 from ticker.api import error
-from ticker.client import Client
 from ticker.errors import TickerError
 from ticker.hub import Hub
 from ticker.model import FeedEvent, FeedStart
 from ticker.protocol import BAD_REQUEST, encode_error, name_list, parse_symbol_list
 from ticker.pump import run_feed
+from ticker.session import Session
 from ticker.stats import Stats
 from ticker.transport.denial import send_denial
 from ticker.transport.janitor import tend_connections
@@ -150,17 +150,17 @@ class _Controls:
         self.restart = restart
         self.symbols = symbols
 
-    def open(self, client: Client) -> None:
+    def open(self, client: Session) -> None:
         """The URL's symbols are subscribed at connect, as if the client had asked first."""
         if self.symbols:
             protocol_v1(client, orjson.dumps({"op": "subscribe", "symbols": self.symbols}))
             self._release_once_subscribed(client)
 
-    def _release_once_subscribed(self, client: Client) -> None:
+    def _release_once_subscribed(self, client: Session) -> None:
         if self.feed.held and client.subscriber.symbols:
             self.feed.release()
 
-    def handle(self, client: Client, raw: str | bytes) -> None:
+    def handle(self, client: Session, raw: str | bytes) -> None:
         try:
             message = orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -1,4 +1,4 @@
-"""The WebSocket transport at /ws: a reader feeds the Client, a writer drains its Subscriber.
+"""The WebSocket transport at /ws: a reader feeds the Session, a writer drains its Subscriber.
 
 The writer sends as soon as it is idle and, while a send is in progress, lets whatever arrives pile
 up for the next drain: no timer, so frames are small and immediate at light load and grow (fewer
@@ -18,11 +18,11 @@ import orjson
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ticker.client import Client
 from ticker.hub import Hub
 from ticker.pacing import FramePacer
 from ticker.protocol import CLOSE_TRY_AGAIN_LATER, CLOSE_UNSUPPORTED_DATA
 from ticker.ratelimit import OpRateLimiter
+from ticker.session import Session
 from ticker.stats import Stats
 from ticker.subscriber import Close, Subscriber
 from ticker.transport.denial import send_denial
@@ -66,16 +66,16 @@ def wall_clock_ms() -> float:
     return time.time() * 1000.0
 
 
-Handler = Callable[[Client, str | bytes], None]
+Handler = Callable[[Session, str | bytes], None]
 
 
-def protocol_v1(client: Client, raw: str | bytes) -> None:
+def protocol_v1(client: Session, raw: str | bytes) -> None:
     client.handle(raw)
 
 
 async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSettings,
                           handle: Handler = protocol_v1,
-                          on_open: Callable[[Client], None] | None = None,
+                          on_open: Callable[[Session], None] | None = None,
                           transport: str = "ws") -> None:
     """One connection's whole life; ``handle`` applies each client message (protocol v1, or v1
     plus the replay controls); ``on_open`` runs once the client is registered with the hub."""
@@ -100,11 +100,11 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
                             takes_frames=True)
     subscriber.opened_at = asyncio.get_running_loop().time()
     limiter = settings.op_rate.limiter() if settings.op_rate is not None else None
-    client = Client(hub, subscriber, settings.max_symbols, wall_clock_ms, limiter, stats.errors)
-    client.open()
+    session = Session(hub, subscriber, settings.max_symbols, wall_clock_ms, limiter, stats.errors)
+    session.open()
     transport_stats.connections += 1
     if on_open is not None:
-        on_open(client)
+        on_open(session)
     # The reader runs in this task and the writer in its own; one task fewer per connection
     # matters at 10,000 connections. When the writer ends (close sent, or a stalled client), it
     # stops the reader by cancelling this task.
@@ -121,7 +121,7 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
     subscriber.writer = writer
     writer.add_done_callback(stop_reading)
     try:
-        await _read(websocket, client, handle)
+        await _read(websocket, session, handle)
     except asyncio.CancelledError:
         if not writer.done() or this_task.cancelling() > 1:
             raise  # cancelled from outside (server shutdown), not by our writer
@@ -131,7 +131,7 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
     finally:
         reading = False
         transport_stats.connections -= 1
-        client.close()
+        session.close()
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError,
                                  RuntimeError):
@@ -156,7 +156,7 @@ async def deny(websocket: WebSocket, status: int, code: str, message: str) -> No
         headers={"X-Content-Type-Options": "nosniff"}))
 
 
-async def _read(websocket: WebSocket, client: Client, handle: Handler) -> None:
+async def _read(websocket: WebSocket, client: Session, handle: Handler) -> None:
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":

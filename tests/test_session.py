@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import orjson
 
-from ticker.client import Client
 from ticker.hub import Hub
 from ticker.model import FeedStart, SymbolInfo, Tick, TickBatch
+from ticker.session import Session
 from ticker.subscriber import Subscriber
 
 
-def session(max_symbols: int = 3) -> tuple[Client, Hub]:
+def session(max_symbols: int = 3) -> tuple[Session, Hub]:
     hub = Hub(snapshot_size=10, history_size=100, bars_kept=10)
     hub.ingest(FeedStart("e1", "simulated", tuple(SymbolInfo(s) for s in
                                                   ("AAPL", "MSFT", "JPM", "BAC", "XOM"))))
-    client = Client(hub, Subscriber(1000, 1000), max_symbols, lambda: 1234.5)
+    client = Session(hub, Subscriber(1000, 1000), max_symbols, lambda: 1234.5)
     client.open()
     client.subscriber.drain()
     return client, hub
 
 
-def replies(client: Client) -> list[dict[str, object]]:
+def replies(client: Session) -> list[dict[str, object]]:
     return [orjson.loads(frame) for frame in client.subscriber.drain()]
 
 

@@ -1,7 +1,7 @@
 """One connected client's session: protocol v1 commands applied to the hub, replies queued.
 
 Transport-agnostic and free of I/O: a transport feeds received text to
-:meth:`Client.handle` and writes whatever the subscriber's drain yields. Every bad message
+:meth:`Session.handle` and writes whatever the subscriber's drain yields. Every bad message
 gets an error reply and the session goes on; nothing a client sends can end it.
 """
 
@@ -19,7 +19,7 @@ from ticker.ratelimit import OpRateLimiter, Verdict
 from ticker.subscriber import Close, Subscriber
 
 
-class Client:
+class Session:
     """``limiter`` caps how fast commands are applied (none: no cap); ``errors`` counts the
     error replies by code, for /metrics."""
 
