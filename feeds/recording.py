@@ -150,10 +150,11 @@ def decode_tick(line: bytes) -> Tick:
         raise ValueError(f"tick has no {error.args[0]!r}") from None
     if not isinstance(symbol, str) or not symbol:
         raise ValueError('tick "symbol" must be a non-empty string')
-    if type(seq) is not int or type(size) is not int:
-        raise ValueError('tick "seq" and "size" must be integers')
-    if not (_is_number(ts) and _is_number(price) and _is_number(bid) and _is_number(ask)):
-        raise ValueError('tick "ts", "price", "bid" and "ask" must be finite numbers')
+    if type(seq) is not int:
+        raise ValueError('tick "seq" must be an integer')
+    if not (_is_number(ts) and _is_number(price) and _is_number(bid) and _is_number(ask)
+            and _is_number(size)):
+        raise ValueError('tick "ts", "price", "size", "bid" and "ask" must be finite numbers')
     tick = Tick(symbol, seq, float(ts), float(price), size, float(bid), float(ask))
     if not is_sane(tick):
         raise ValueError("impossible tick: price, bid and ask must be > 0 and size >= 0")

@@ -424,7 +424,7 @@ async def test_a_replay_gives_the_same_prices_through_protocol_v1_and_alpaca(
         recording: Path) -> None:
     recorded = list(read_recording(recording)[1])
     last_seq = {tick.symbol: tick.seq for tick in recorded}
-    config = make_config(**{"feed.kind": "replay", "feed.replay.source": str(recording),
+    config = make_config(**{"feed.source": "replay", "feed.replay.source": str(recording),
                             "feed.replay.speed": 20.0 / UNIT})
     with running_server(config) as server:
         alpaca = await AlpacaClient.open(url_of(server), packed=True)

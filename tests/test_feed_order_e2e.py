@@ -27,7 +27,7 @@ PLACE = {(t["symbol"], t["seq"]): index for index, t in enumerate(TICKS)}
 @pytest.fixture(scope="module")
 def replay_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     path = write_hand_recording(tmp_path_factory.mktemp("order") / "day.jsonl", TICKS)
-    config = make_config(**{"feed.kind": "replay", "feed.replay.source": str(path),
+    config = make_config(**{"feed.source": "replay", "feed.replay.source": str(path),
                             "feed.replay.speed": 2.0, "feed.replay.loop": True})
     with running_server(config) as running:
         yield running
@@ -128,7 +128,7 @@ async def test_each_pass_of_a_looping_replay_arrives_whole_before_the_next_hello
         tmp_path: Path) -> None:
     """A new run's hello used to drop the ticks still due from the run before it."""
     path = write_hand_recording(tmp_path / "loop.jsonl", TICKS)
-    config = make_config(**{"feed.kind": "replay", "feed.replay.source": str(path),
+    config = make_config(**{"feed.source": "replay", "feed.replay.source": str(path),
                             "feed.replay.speed": 25.0, "feed.replay.loop": True})
     with running_server(config) as server:
         client = await TickerClient.open(server.ws_url)

@@ -118,7 +118,7 @@ def _state(**changes: object) -> NodeState:
     fields: dict[str, object] = {
         "broker_connected": True, "feed_started": True, "feed_running": True,
         "seconds_since_tick": 0.1, "recorder_failure": None, "epoch": "e", "feed": "simulated",
-        "connections": 3}
+        "connections": 3, "upstream_problem": None, "live": False}
     return NodeState(**{**fields, **changes})  # type: ignore[arg-type]
 
 
@@ -130,6 +130,12 @@ def _state(**changes: object) -> NodeState:
     ({"seconds_since_tick": 45.0, "feed_running": False}, None),  # a replay that ended
     ({"recorder_failure": "No space left on device"},
      "recording failed: No space left on device"),
+    # A live feed answers for itself: a quiet market is no stall, a lost upstream is a reason.
+    ({"live": True, "seconds_since_tick": 4000.0}, None),
+    ({"live": True, "upstream_problem": "Coinbase (wss://x): ConnectionRefusedError: no"},
+     "upstream away: Coinbase (wss://x): ConnectionRefusedError: no"),
+    ({"live": True, "feed_started": False, "upstream_problem": "Coinbase: not connected yet"},
+     "no feed yet; upstream away: Coinbase: not connected yet"),
 ])
 def test_readiness_names_the_reason(changes: dict[str, object], reason: str | None) -> None:
     ok, body = readiness(_state(**changes), stall_timeout=30.0)

@@ -112,10 +112,24 @@ RULES = [
          lambda m, target: is_stdlib(target),
          ("ticker.model", "ticker.errors")),
     Rule("feeds.* imports only the stdlib, orjson, ticker.model, ticker.errors and feeds.*",
-         lambda m: within(m, "feeds"),
+         lambda m: within(m, "feeds") and not within(m, "feeds.live"),
          lambda m, target: is_stdlib(target)
          or within(target, "orjson", "ticker.model", "ticker.errors", "feeds"),
          ("feeds", "feeds.base", "feeds.market", "feeds.simulated")),
+    Rule("feeds.live.* (upstream adapters) may also import websockets and ticker.client, the "
+         "Python client a relay is built on; still no server part",
+         lambda m: within(m, "feeds.live"),
+         lambda m, target: is_stdlib(target)
+         or within(target, "orjson", "websockets", "ticker.model", "ticker.errors",
+                   "ticker.client", "feeds"),
+         ("feeds.live", "feeds.live.base")),
+    Rule("ticker.client (for programs) imports only the stdlib, orjson, websockets, h11 and "
+         "ticker.model, .errors, .protocol and .client: never a server part",
+         lambda m: within(m, "ticker.client"),
+         lambda m, target: is_stdlib(target)
+         or within(target, "orjson", "websockets", "h11", "ticker.model", "ticker.errors",
+                   "ticker.protocol", "ticker.client"),
+         ("ticker.client", "ticker.client.backoff")),
     Rule("ticker.protocol imports only the stdlib, orjson, ticker.model and ticker.errors",
          lambda m: m == "ticker.protocol",
          lambda m, target: is_stdlib(target)

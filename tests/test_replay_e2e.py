@@ -66,7 +66,7 @@ def by_symbol(ticks: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 async def test_serve_replay_delivers_the_recorded_ticks_exactly(
         recordings: tuple[Path, list[dict[str, Any]]]) -> None:
     directory, recorded = recordings
-    config = make_config(**{"feed.kind": "replay", "feed.replay.source":
+    config = make_config(**{"feed.source": "replay", "feed.replay.source":
                             str(directory / "session.jsonl"), "feed.replay.speed": "max"})
     with running_server(config) as server:
         client = await TickerClient.open(server.ws_url)
@@ -88,7 +88,7 @@ async def test_serve_replay_delivers_the_recorded_ticks_exactly(
 async def test_each_loop_of_a_replay_is_a_new_epoch(
         recordings: tuple[Path, list[dict[str, Any]]]) -> None:
     directory, _ = recordings
-    config = make_config(**{"feed.kind": "replay", "feed.replay.source":
+    config = make_config(**{"feed.source": "replay", "feed.replay.source":
                             str(directory / "short.jsonl.gz"), "feed.replay.speed": 20.0,
                             "feed.replay.loop": True})
     with running_server(config) as server:

@@ -197,7 +197,7 @@ def _skipped(metrics: str) -> float:
 
 
 async def test_serve_replay_skips_bad_lines_and_plays_everything_else(directory: Path) -> None:
-    config = make_config(**{"feed.kind": "replay", "feed.replay.source":
+    config = make_config(**{"feed.source": "replay", "feed.replay.source":
                             str(directory / "bad.jsonl"), "feed.replay.speed": "max"})
     with running_server(config) as server:
         client = await TickerClient.open(server.ws_url)

@@ -120,6 +120,12 @@ def _feed_flags(parser: argparse.ArgumentParser) -> None:
                              "built-in defaults); it needs only the keys it changes")
     parser.add_argument("--broker", metavar="URL",
                         help="memory:// (default) or redis://host:port/db (broker.url)")
+    parser.add_argument("--feed", metavar="NAME[:ARGS]",
+                        help="where ticks come from (feed.source): simulated (default), "
+                             "coinbase:BTC-USD,ETH-USD (the real market, no account), "
+                             "alpaca:iex or alpaca:sip[:SYM,...] (keys from APCA_API_KEY_ID and "
+                             "APCA_API_SECRET_KEY), ticker:ws://HOST:PORT/ws (relay a ticker "
+                             "server)")
     parser.add_argument("--symbols", metavar="N|universe",
                         help="trade N synthetic symbols, or the configured universe (feed.symbols)")
     parser.add_argument("--tick-rate", type=float, metavar="R",
@@ -133,7 +139,7 @@ def _feed_flags(parser: argparse.ArgumentParser) -> None:
                              "by the hour (recordings.dir, recordings.record)")
     parser.add_argument("--replay", metavar="FILE|DIR",
                         help="serve a recording as the feed instead of the simulated market "
-                             "(feed.kind = replay, feed.replay.source)")
+                             "(feed.source = replay, feed.replay.source)")
     parser.add_argument("--speed", metavar="X|max",
                         help="replay speed: 10 = ten times faster, max = as fast as possible")
     parser.add_argument("--loop", action="store_true", default=None,
@@ -194,11 +200,12 @@ def _config(args: argparse.Namespace) -> Config:
                        ("feed.replay.loop", flags.get("loop")),
                        ("feed.replay.start", flags.get("start")),
                        ("feed.replay.end", flags.get("end")),
-                       ("broker.url", flags.get("broker"))):
+                       ("broker.url", flags.get("broker")),
+                       ("feed.source", flags.get("feed"))):
         if value is not None:
             overrides[key] = value
     if flags.get("replay"):
-        overrides["feed.kind"] = "replay"
+        overrides["feed.source"] = "replay"
         overrides["feed.replay.source"] = flags["replay"]
     if flags.get("record"):
         overrides["recordings.record"] = True

@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from feeds.base import Feed
 from feeds.catalog import RecordingCatalog
 from feeds.recorder import Recorder
 from ticker import api
@@ -84,6 +85,7 @@ class Node:
                                               config.hub.history_size, config.hub.bars_kept,
                                               self.ws_settings, server.idle_timeout)
         self.recorder: Recorder | None = None
+        self.feed: Feed | None = None  # the feed running now, for its health (live feeds)
         self.feed_ended = False
         self.metrics = registry_for(self.hub, self.stats, self._recorded)
         self._tasks: list[asyncio.Task[None]] = []
@@ -127,7 +129,11 @@ class Node:
         return lambda: first.pop() if first else open_feed()
 
     async def _pump(self, open_feed: FeedFactory) -> None:
-        await run_feed(open_feed, self.broker, self.config.feed.restart_delay, self.recorder,
+        def open_and_keep() -> Feed:
+            self.feed = open_feed()
+            return self.feed
+
+        await run_feed(open_and_keep, self.broker, self.config.feed.restart_delay, self.recorder,
                        self.stats)
         self.feed_ended = True  # a replay that played to its end: not a stall
 
@@ -137,11 +143,13 @@ class Node:
     def state(self) -> NodeState:
         hub, recorder = self.hub, self.recorder
         failure = recorder.failure if recorder is not None else None
+        live = self.feed is not None and hasattr(self.feed, "problem")
         return NodeState(
             broker_connected=self.broker.connected, feed_started=hub.ready,
             feed_running=not self.feed_ended,
             seconds_since_tick=time.monotonic() - hub.last_tick_at if hub.last_tick_at else None,
             recorder_failure=str(failure) if failure is not None else None,
+            upstream_problem=getattr(self.feed, "problem", None) if live else None, live=live,
             epoch=hub.epoch, feed=hub.feed, connections=self.stats.open_connections())
 
     def going_away(self) -> None:
@@ -160,6 +168,8 @@ class Node:
     async def _wait_ready(self, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while not self.hub.ready:
+            if self.feed is not None and hasattr(self.feed, "problem"):
+                return  # a live feed: serve (and say why not ready) while its upstream is away
             for task in self._tasks:
                 if task.done():
                     raise RuntimeError(f"{task.get_name()} stopped before the feed started")
@@ -221,7 +231,7 @@ def create_app(config: Config, feed_factory: FeedFactory | None = None,
     a node that only relays what the broker carries."""
     stats = Stats()
     if run_feed_here and feed_factory is None:
-        feed_factory = feed_factory_for(config.feed, stats.unreadable_line)
+        feed_factory = feed_factory_for(config.feed, stats.unreadable_line, stats.upstream_skip)
     node = Node(config, feed_factory if run_feed_here else None, stats)
     plotly_js = plotly_js_path()
 

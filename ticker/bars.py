@@ -58,7 +58,7 @@ class BarSeries:
         self._oldest = 0  # the ring slot of the oldest closed bar
         self._forming: list[float] | None = None
 
-    def add(self, ts: float, price: float, size: int) -> None:
+    def add(self, ts: float, price: float, size: float) -> None:
         # Literal indexes (see the layout above): this runs for every tick and interval.
         start = ts - ts % self._interval
         bar = self._forming

@@ -111,9 +111,30 @@ class RecordingsConfig:
         _require("rotate_seconds", self.rotate_seconds >= 1, "must be >= 1")
 
 
+UPSTREAMS = ("coinbase", "alpaca", "ticker")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    coinbase_url: str
+    alpaca_url: str
+    reconnect_initial: float
+    reconnect_max: float
+    silence_timeout: float
+
+    def __post_init__(self) -> None:
+        for key in ("coinbase_url", "alpaca_url"):
+            _require(key, getattr(self, key).startswith(("ws://", "wss://")),
+                     "must be a ws:// or wss:// URL")
+        _require("reconnect_initial", self.reconnect_initial > 0, "must be > 0")
+        _require("reconnect_max", self.reconnect_max >= self.reconnect_initial,
+                 f"must be >= reconnect_initial ({self.reconnect_initial})")
+        _require("silence_timeout", self.silence_timeout > 0, "must be > 0")
+
+
 @dataclass(frozen=True, slots=True)
 class FeedConfig:
-    kind: Literal["simulated", "replay"]
+    source: str
     seed: int | Literal["random"]
     tick_rate: float
     symbols: int | Literal["universe"]
@@ -121,12 +142,32 @@ class FeedConfig:
     market: MarketParams
     universe: tuple[StockSpec, ...]
     replay: ReplayConfig
+    upstream: UpstreamConfig
+
+    @property
+    def kind(self) -> str:
+        """The source's name: "simulated", "replay", "coinbase", "alpaca" or "ticker"."""
+        return self.source.partition(":")[0]
+
+    @property
+    def source_args(self) -> str:
+        """What follows the name in ``source``: "BTC-USD,ETH-USD" in "coinbase:BTC-USD,ETH-USD"."""
+        return self.source.partition(":")[2]
 
     def __post_init__(self) -> None:
         _require("tick_rate", self.tick_rate > 0, "must be > 0")
-        if self.kind == "replay" and not self.replay.source:
+        kind = self.kind
+        _require("source", kind in ("simulated", "replay", *UPSTREAMS),
+                 f"must be \"simulated\", \"replay\", \"coinbase:PRODUCT,...\", "
+                 f"\"alpaca:iex|sip[:SYMBOL,...]\" or \"ticker:ws://HOST:PORT/ws\", "
+                 f"got {self.source!r}")
+        _require("source", kind not in ("simulated", "replay") or self.source == kind,
+                 f"{kind} takes no arguments, got {self.source!r}")
+        _require("source", kind not in UPSTREAMS or bool(self.source_args),
+                 f"{kind} needs arguments after \"{kind}:\" (see config.toml)")
+        if kind == "replay" and not self.replay.source:
             raise ConfigError("replay.source", "must name a recording file or directory when "
-                              "kind = \"replay\"")
+                              "source = \"replay\"")
         _require("restart_delay", self.restart_delay >= 0, "must be >= 0")
         if isinstance(self.seed, int):
             _require("seed", self.seed >= 0, "must be >= 0 or \"random\"")
@@ -280,6 +321,10 @@ def _nest(keys: list[str], value: Any) -> Document:
     return {keys[0]: value} if len(keys) == 1 else {keys[0]: _nest(keys[1:], value)}
 
 
+# Keys that were renamed: an old config file gets told the new name, not just "unknown key".
+RENAMED = {("FeedConfig", "kind"): "source"}
+
+
 def build(cls: type[Any], data: Any, where: str) -> Any:
     """Check ``data`` against dataclass ``cls`` field by field and construct it."""
     if not isinstance(data, dict):
@@ -287,6 +332,9 @@ def build(cls: type[Any], data: Any, where: str) -> Any:
     fields = {field.name: field for field in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for key in data:
+        renamed = RENAMED.get((cls.__name__, key))
+        if renamed is not None:
+            raise ConfigError(_join(where, key), f"was renamed {renamed} (same values, and more)")
         if key not in fields:
             known = ", ".join(sorted(fields))
             raise ConfigError(_join(where, key), f"unknown key (known keys: {known})")

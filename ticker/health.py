@@ -13,6 +13,10 @@ class NodeState:
     feed_running: bool  # False once a feed ended for good (a replay without loop)
     seconds_since_tick: float | None  # None: no tick yet
     recorder_failure: str | None  # None: healthy, or not recording
+    # A live feed's own word on its upstream (None: connected); it replaces the stall check,
+    # as a quiet market (a weekend on Alpaca, a slow product on Coinbase) is not a fault.
+    upstream_problem: str | None
+    live: bool
     epoch: str
     feed: str
     connections: int
@@ -26,7 +30,11 @@ def readiness(state: NodeState, stall_timeout: float) -> tuple[bool, dict[str, A
         problems.append("broker unreachable")
     if not state.feed_started:
         problems.append("no feed yet")
-    elif state.feed_running and (state.seconds_since_tick is None
+    if state.upstream_problem is not None:
+        problems.append(f"upstream away: {state.upstream_problem}")
+    elif state.live:
+        pass
+    elif state.feed_started and state.feed_running and (state.seconds_since_tick is None
                                  or state.seconds_since_tick > stall_timeout):
         since = ("no tick yet" if state.seconds_since_tick is None
                  else f"no tick for {state.seconds_since_tick:.0f} s")

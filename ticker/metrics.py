@@ -37,6 +37,10 @@ class TickerCollector(Collector):
         yield CounterMetricFamily("ticker_recording_lines_skipped",
                                   "Recording lines a replay skipped (not JSON, impossible values)",
                                   value=stats.unreadable_lines)
+        yield CounterMetricFamily("ticker_upstream_messages_skipped",
+                                  "Messages of a live upstream (Coinbase, Alpaca, a relayed "
+                                  "ticker) skipped: malformed, out of order, not asked for",
+                                  value=stats.upstream_skipped)
         for name, help_text, attribute in (
                 ("ticker_ticks_out", "Ticks handed to clients", "ticks"),
                 ("ticker_frames_out", "Messages sent (WebSocket frames, SSE events, poll replies)",

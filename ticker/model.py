@@ -17,7 +17,7 @@ class Tick:
     seq: int
     ts: float
     price: float
-    size: int
+    size: float  # shares (an int), or a fraction of a coin on a crypto feed
     bid: float
     ask: float
 

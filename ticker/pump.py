@@ -47,7 +47,8 @@ async def run_feed(open_feed: Callable[[], Feed], broker: Publisher, restart_del
         feed = open_feed()
         try:
             async for run in feed_runs(feed):
-                epoch = new_epoch()
+                # A relay runs under its upstream's epoch, so its clients' positions hold.
+                epoch = getattr(feed, "upstream_epoch", None) or new_epoch()
                 guard = TickGuard(stats)
                 await broker.publish(FeedStart(epoch, feed.kind, tuple(feed.symbols)))
                 async for batch in run:

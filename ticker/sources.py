@@ -1,16 +1,20 @@
-"""Feeds built from the config: the simulated market or a replay. Shared by `ticker serve` and
-`ticker feed`."""
+"""Feeds built from the config (``feed.source``): the simulated market, a replay, or a live
+upstream. Shared by `ticker serve` and `ticker feed`."""
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from feeds.base import Feed
 from feeds.replay import ReplayFeed
 from feeds.simulated import SimulatedFeed, synthetic_universe
+from ticker.client.backoff import Backoff
 from ticker.config import FeedConfig
+from ticker.errors import ConfigError
+from ticker.model import SymbolInfo
 
 log = logging.getLogger("ticker.feed")
 
@@ -49,9 +53,65 @@ def replay_feed_factory(config: FeedConfig,
     return open_feed
 
 
-def feed_factory_for(config: FeedConfig,
-                     on_unreadable: Callable[[], None] | None = None) -> FeedFactory:
-    """``on_unreadable`` is called for each recording line a replay skips (for /metrics)."""
+def upstream_feed_factory(config: FeedConfig, on_skip: Callable[[], None] | None = None,
+                          environ: Mapping[str, str] | None = None) -> FeedFactory:
+    """A live upstream; its arguments and credentials are checked now, so a typo fails at
+    start-up with the key to fix, not later in the pump."""
+    from feeds.live.base import LiveFeed
+
+    environ = os.environ if environ is None else environ
+    upstream = config.upstream
+    args = config.source_args
+    if config.kind == "ticker":
+        from feeds.live.relay import RelayFeed
+
+        token = environ.get("TICKER_RELAY_TOKEN") or None
+        RelayFeed.check_url(args)
+
+        def open_relay() -> Feed:
+            log.info("relaying %s", args)
+            return RelayFeed(args, token, upstream.reconnect_initial, upstream.reconnect_max,
+                             upstream.silence_timeout, on_skip)
+
+        return open_relay
+    if config.kind == "coinbase":
+        from feeds.live.coinbase import CoinbaseUpstream, parse_products
+
+        products = parse_products(args)
+
+        def open_coinbase() -> Feed:
+            return LiveFeed(CoinbaseUpstream(products, upstream.coinbase_url,
+                                             upstream.silence_timeout),
+                            Backoff(upstream.reconnect_initial, upstream.reconnect_max), on_skip)
+
+        return open_coinbase
+    from feeds.live.alpaca import AlpacaUpstream, parse_alpaca_source
+
+    stream, symbols = parse_alpaca_source(args, _universe_infos(config))
+    key, secret = environ.get("APCA_API_KEY_ID", ""), environ.get("APCA_API_SECRET_KEY", "")
+    if not key or not secret:
+        raise ConfigError("feed.source", f"{config.source!r} needs APCA_API_KEY_ID and "
+                          "APCA_API_SECRET_KEY in the environment (never in a file)")
+
+    def open_alpaca() -> Feed:
+        return LiveFeed(AlpacaUpstream(stream, symbols, upstream.alpaca_url, key, secret,
+                                       upstream.silence_timeout),
+                        Backoff(upstream.reconnect_initial, upstream.reconnect_max), on_skip)
+
+    return open_alpaca
+
+
+def _universe_infos(config: FeedConfig) -> tuple[SymbolInfo, ...]:
+    """The configured universe's names and sectors (no reference price: that is the market's)."""
+    return tuple(SymbolInfo(stock.symbol, stock.name, stock.sector) for stock in config.universe)
+
+
+def feed_factory_for(config: FeedConfig, on_unreadable: Callable[[], None] | None = None,
+                     on_skip: Callable[[], None] | None = None) -> FeedFactory:
+    """``on_unreadable`` is called for each recording line a replay skips, ``on_skip`` for each
+    upstream message a live feed skips (both for /metrics)."""
     if config.kind == "replay":
         return replay_feed_factory(config, on_unreadable)
-    return simulated_feed_factory(config)
+    if config.kind == "simulated":
+        return simulated_feed_factory(config)
+    return upstream_feed_factory(config, on_skip)

@@ -67,7 +67,12 @@ class Stats:
         self.refused: Counter[str] = Counter()  # handshakes refused, by reason
         self.rejected_ticks = 0  # impossible ticks a feed produced, dropped (ticker/guard.py)
         self.unreadable_lines = 0  # recording lines a replay skipped (feeds/recording.py)
+        self.upstream_skipped = 0  # upstream messages a live feed skipped (feeds/live/)
         self._lock = threading.Lock()
+
+    def upstream_skip(self) -> None:
+        """A live feed skipped an upstream message it could not use (called on the loop)."""
+        self.upstream_skipped += 1
 
     def unreadable_line(self) -> None:
         """A replay skipped a line it could not read; called from the replay's reader thread."""

@@ -85,7 +85,7 @@ def running_market(*, seed: int = 7, symbols: int | Sequence[str] | None = None,
     elif symbols is not None:
         overrides["feed.universe"] = _universe(symbols)
     if recording is not None:
-        overrides.update({"feed.kind": "replay", "feed.replay.source": str(Path(recording)),
+        overrides.update({"feed.source": "replay", "feed.replay.source": str(Path(recording)),
                           "feed.replay.speed": speed, "feed.replay.loop": loop})
     settings = load_config(overrides={**overrides, **(config or {})})
     with _serving(settings) as (port, traded):

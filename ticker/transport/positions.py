@@ -20,12 +20,15 @@ def event_id(epoch: str, symbols: Sequence[str], positions: Mapping[str, int]) -
 
 
 def parse_event_id(text: str, symbols: Sequence[str]) -> Resume | None:
-    """The resume point of a Last-Event-ID, or None if it is not one of ours for these symbols."""
+    """The resume point of a Last-Event-ID, or None if it is not one of ours for these symbols.
+    An empty place (``epoch/12..40``) is a symbol with no position yet: it gets a plain snapshot,
+    so a client that adds a symbol can reconnect with the others resumed."""
     epoch, slash, seqs = text.strip().rpartition("/")
     parts = seqs.split(".")
-    if not slash or not epoch or len(parts) != len(symbols) or not all(p.isdigit() for p in parts):
+    if not slash or not epoch or len(parts) != len(symbols) \
+            or not all(p.isdigit() or not p for p in parts) or not any(parts):
         return None
-    return Resume(epoch, {symbol: int(p) for symbol, p in zip(symbols, parts, strict=True)})
+    return Resume(epoch, {symbol: int(p) for symbol, p in zip(symbols, parts, strict=True) if p})
 
 
 def encode_cursor(epoch: str, symbols: Sequence[str], positions: Mapping[str, int]) -> str:

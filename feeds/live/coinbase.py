@@ -1,0 +1,438 @@
+"""Coinbase Exchange's public market data (wss://ws-feed.exchange.coinbase.com; no account).
+
+Four channels are used: "matches" (one message per trade; trade ids rise by one per product,
+and subscribing sends each product's latest trade as a "last_match"), "ticker" (best bid and
+ask, and the 24-hour open we report changes against), "heartbeat" (each product's last trade id,
+every second, which shows trades that never reached us) and "status" (the currencies' names:
+read once, then unsubscribed, for it is large and repeats).
+
+:class:`CoinbaseProtocol` is the sans-I/O part: the subscribe message out, the feed's messages
+in, events and replies out. It keeps each product's last trade id across connections, so a
+reconnect continues without a duplicate and says where trades were lost. :class:`CoinbaseUpstream`
+only moves messages between it and a WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosedOK
+
+from feeds.live.base import (
+    Connected,
+    Gap,
+    Skips,
+    Trade,
+    UpstreamError,
+    UpstreamEvent,
+    UpstreamRefused,
+)
+from feeds.live.times import rfc3339_ms
+from ticker.errors import ConfigError
+from ticker.model import SymbolInfo
+
+SECTOR = "Crypto"
+MAX_PRODUCT = 12  # protocol v1's longest symbol
+_PRODUCT = re.compile(r"[A-Z0-9]{1,10}-[A-Z0-9]{1,10}")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # Coinbase sends prices and sizes as such text
+
+
+def parse_products(args: str) -> tuple[str, ...]:
+    """``"btc-usd, ETH-USD"`` -> ``("BTC-USD", "ETH-USD")``, duplicates dropped, order kept."""
+    products: dict[str, None] = {}
+    for item in args.split(","):
+        product = item.strip().upper()
+        if not product:
+            raise ConfigError("feed.source", f"coinbase:{args}: an empty product; write "
+                              "coinbase:BTC-USD,ETH-USD")
+        if not _PRODUCT.fullmatch(product) or len(product) > MAX_PRODUCT:
+            raise ConfigError("feed.source", f"coinbase: {item.strip()!r} is not a Coinbase "
+                              f"product such as BTC-USD (BASE-QUOTE, letters and digits, at "
+                              f"most {MAX_PRODUCT} characters)")
+        products[product] = None
+    return tuple(products)
+
+
+# -- messages, sans I/O ----------------------------------------------------------------------------
+
+
+class BadMessage(ValueError):
+    """A message that cannot be used; the text says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A trade; ``last``: a "last_match", the product's latest trade, sent on subscribing."""
+
+    product: str
+    trade_id: int
+    ts: float
+    price: float
+    size: float
+    last: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ticker:
+    product: str
+    bid: float
+    ask: float
+    open: float  # open_24h
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    product: str
+    last_trade_id: int  # 0 now and then on the real feed: it means nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriptions:
+    channels: Mapping[str, frozenset[str]]  # channel -> the products it covers
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    names: Mapping[str, str]  # product -> "Bitcoin / United States Dollar"
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    text: str
+
+
+Message = Match | Ticker | Heartbeat | Subscriptions | Status | Error
+
+
+def parse_message(raw: str | bytes) -> Message | None:
+    """One message of the feed; None for a type we do not use (Coinbase adds types now and
+    then). Raises :class:`BadMessage` for anything unusable."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise BadMessage(f"not JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise BadMessage("not a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise BadMessage('no "type"')
+    decode = _DECODERS.get(kind)
+    return None if decode is None else decode(data)
+
+
+def _match(data: dict[str, Any]) -> Match:
+    trade_id = _count(data, "trade_id")
+    if trade_id < 1:
+        raise BadMessage(f'"trade_id" must be >= 1, got {trade_id}')
+    try:
+        ts = rfc3339_ms(data.get("time"))
+    except ValueError as error:
+        raise BadMessage(f'"time": {error}') from None
+    return Match(_text(data, "product_id"), trade_id, ts, _decimal(data, "price"),
+                 _decimal(data, "size"), data["type"] == "last_match")
+
+
+def _ticker(data: dict[str, Any]) -> Ticker:
+    return Ticker(_text(data, "product_id"), _decimal(data, "best_bid"),
+                  _decimal(data, "best_ask"), _decimal(data, "open_24h"))
+
+
+def _heartbeat(data: dict[str, Any]) -> Heartbeat:
+    return Heartbeat(_text(data, "product_id"), _count(data, "last_trade_id"))
+
+
+def _subscriptions(data: dict[str, Any]) -> Subscriptions:
+    channels = data.get("channels")
+    if not isinstance(channels, list):
+        raise BadMessage('"channels" must be a list')
+    covered: dict[str, frozenset[str]] = {}
+    for channel in channels:
+        if isinstance(channel, str):  # the old form: a bare name, for no product in particular
+            covered[channel] = frozenset()
+            continue
+        if not isinstance(channel, dict) or not isinstance(channel.get("name"), str):
+            raise BadMessage('a channel must be a name or {"name": ..., "product_ids": [...]}')
+        products = channel.get("product_ids", [])
+        if not isinstance(products, list) or not all(isinstance(p, str) for p in products):
+            raise BadMessage('a channel\'s "product_ids" must be a list of names')
+        covered[channel["name"]] = frozenset(products)
+    return Subscriptions(covered)
+
+
+def _status(data: dict[str, Any]) -> Status:
+    """Names for every product listed; entries that lack what a name needs are passed over
+    (the message lists hundreds of products, and an odd one we do not use is no reason to
+    drop the rest)."""
+    products, currencies = data.get("products"), data.get("currencies", [])
+    if not isinstance(products, list) or not isinstance(currencies, list):
+        raise BadMessage('"products" and "currencies" must be lists')
+    currency_names = {entry["id"]: entry["name"] for entry in currencies
+                      if isinstance(entry, dict) and isinstance(entry.get("id"), str)
+                      and isinstance(entry.get("name"), str)}
+    names: dict[str, str] = {}
+    for entry in products:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            continue
+        base, quote = entry.get("base_currency"), entry.get("quote_currency")
+        if isinstance(base, str) and isinstance(quote, str):
+            names[entry["id"]] = (f"{currency_names.get(base, base)} / "
+                                  f"{currency_names.get(quote, quote)}")
+        elif isinstance(entry.get("display_name"), str):
+            names[entry["id"]] = entry["display_name"]
+    return Status(names)
+
+
+def _error(data: dict[str, Any]) -> Error:
+    reason, message = data.get("reason"), data.get("message")
+    text = (reason if isinstance(reason, str) and reason
+            else message if isinstance(message, str) and message else "an error without a reason")
+    return Error(text)
+
+
+_DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
+    "match": _match, "last_match": _match, "ticker": _ticker, "heartbeat": _heartbeat,
+    "subscriptions": _subscriptions, "status": _status, "error": _error,
+}
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise BadMessage(f"{key!r} must be text, got {value!r}"[:120])
+    return value
+
+
+def _count(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BadMessage(f"{key!r} must be an integer >= 0, got {value!r}"[:120])
+    return value
+
+
+def _decimal(data: dict[str, Any], key: str) -> float:
+    value = data.get(key)
+    if not isinstance(value, str) or not _DECIMAL.fullmatch(value):
+        raise BadMessage(f"{key!r} must be a decimal in a string, got {value!r}"[:120])
+    number = float(value)
+    if not 0.0 < number < math.inf:
+        raise BadMessage(f"{key!r} must be > 0, got {value!r}"[:120])
+    return number
+
+
+# -- the protocol, sans I/O ------------------------------------------------------------------------
+
+
+class CoinbaseProtocol:
+    """Messages in, events out. Kept across connections: each product's last trade id passed on,
+    the names and the opens; per connection: the quotes and the handshake."""
+
+    def __init__(self, products: tuple[str, ...]) -> None:
+        self.products = products
+        self._wanted = frozenset(products)
+        self._last_ids: dict[str, int] = {}
+        self._started_at: dict[str, int] = {}
+        self._names: dict[str, str] | None = None  # None until a status message came
+        self._opens: dict[str, float] = {}
+        self._quotes: dict[str, tuple[float, float]] = {}
+        self._outgoing: list[str] = []
+        self._status_subscribed = False
+        self.subscribed = False
+
+    def start(self) -> str:
+        """A new connection: the subscribe message to send first."""
+        self.subscribed = False
+        self._quotes.clear()
+        self._outgoing.clear()
+        self._started_at = dict(self._last_ids)
+        self._status_subscribed = self._names is None
+        channels = ["matches", "ticker", "heartbeat", *(["status"] if self._status_subscribed
+                                                         else [])]
+        return _dumps({"type": "subscribe", "product_ids": list(self.products),
+                       "channels": channels})
+
+    def abandon(self) -> None:
+        """The connection ended before its events were passed on: forget its trade ids, so
+        the next connection passes those trades on (from its last_match) or reports them lost."""
+        self._last_ids = dict(self._started_at)
+
+    @property
+    def described(self) -> bool:
+        """Whether the names (status) and every product's open (a ticker) are known."""
+        return self._names is not None and self._wanted <= self._opens.keys()
+
+    def infos(self) -> tuple[SymbolInfo, ...]:
+        names = self._names or {}
+        return tuple(SymbolInfo(product, names.get(product, ""), SECTOR, self._opens.get(product))
+                     for product in self.products)
+
+    def data_to_send(self) -> list[str]:
+        outgoing, self._outgoing = self._outgoing, []
+        return outgoing
+
+    def receive(self, raw: str | bytes, skips: Skips) -> list[UpstreamEvent]:
+        """Raises :class:`UpstreamRefused` when the subscription is refused, and
+        :class:`UpstreamError` for an error message after it."""
+        try:
+            message = parse_message(raw)
+        except BadMessage as error:
+            skips.skip(str(error), raw)
+            return []
+        if isinstance(message, Match | Ticker | Heartbeat) and message.product not in self._wanted:
+            skips.skip(f"a {type(message).__name__.lower()} of {message.product!r}, which was "
+                       "not asked for", raw)
+            return []
+        match message:
+            case Match():
+                return self._match(message, skips, raw)
+            case Ticker():
+                self._quotes[message.product] = (message.bid, message.ask)
+                self._opens.setdefault(message.product, message.open)
+            case Heartbeat():
+                return self._heartbeat(message)
+            case Subscriptions() if not self.subscribed:
+                self._confirm(message)
+            case Status():
+                self._status(message)
+            case Error() if self.subscribed:
+                raise UpstreamError(f"Coinbase reported an error: {message.text}")
+            case Error():
+                raise UpstreamRefused(message.text)
+        return []
+
+    def _match(self, match: Match, skips: Skips, raw: str | bytes) -> list[UpstreamEvent]:
+        product, trade_id = match.product, match.trade_id
+        last = self._last_ids.get(product)
+        if last is not None and trade_id <= last:
+            # A reconnect's last_match repeats the trade we have: normal, not a skip.
+            if not (match.last and trade_id == last):
+                skips.skip(f"{product} trade id {trade_id} after {last} (a duplicate or out "
+                           "of order)", raw)
+            return []
+        events: list[UpstreamEvent] = []
+        if last is not None and trade_id > last + 1:
+            events.append(Gap((product,), f"trade ids {last + 1}..{trade_id - 1} missed"))
+        self._last_ids[product] = trade_id
+        bid, ask = self._quotes.get(product, (match.price, match.price))
+        events.append([Trade(product, match.ts, match.price, match.size, min(bid, match.price),
+                             max(ask, match.price))])
+        return events
+
+    def _heartbeat(self, heartbeat: Heartbeat) -> list[UpstreamEvent]:
+        product, upstream_last = heartbeat.product, heartbeat.last_trade_id
+        last = self._last_ids.get(product)
+        if upstream_last == 0 or last is None or upstream_last <= last:
+            return []
+        # Those trades are given up: if one of them still comes, it is out of order.
+        self._last_ids[product] = upstream_last
+        return [Gap((product,), f"trade ids {last + 1}..{upstream_last} missed")]
+
+    def _confirm(self, subscriptions: Subscriptions) -> None:
+        confirmed = subscriptions.channels.get("matches", frozenset())
+        missing = [product for product in self.products if product not in confirmed]
+        if missing:
+            raise UpstreamRefused(f"the matches of {', '.join(missing)} were not subscribed")
+        self.subscribed = True
+
+    def _status(self, status: Status) -> None:
+        if self._names is None:
+            self._names = {product: status.names[product] for product in self.products
+                           if product in status.names}
+        if self._status_subscribed:
+            self._status_subscribed = False
+            self._outgoing.append(_dumps({"type": "unsubscribe", "channels": ["status"]}))
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    return orjson.dumps(message).decode()
+
+
+# -- the I/O ---------------------------------------------------------------------------------------
+
+
+class CoinbaseUpstream:
+    """An :class:`~feeds.live.base.Upstream`. The first connection waits up to ``info_wait``
+    seconds for the names and opens before it reports Connected (trades meanwhile are kept
+    and follow it); later ones report Connected at once with what is known by then."""
+
+    kind = "coinbase"
+
+    def __init__(self, products: tuple[str, ...], url: str, silence_timeout: float,
+                 info_wait: float = 3.0) -> None:
+        self.products = products
+        self.url = url
+        self.silence_timeout = silence_timeout
+        self.info_wait = info_wait
+        self.label = f"Coinbase ({url})"
+        self.protocol = CoinbaseProtocol(products)
+        self._waited = False
+
+    @property
+    def symbols(self) -> tuple[SymbolInfo, ...]:
+        return self.protocol.infos()
+
+    async def session(self, skips: Skips) -> AsyncIterator[UpstreamEvent]:
+        protocol = self.protocol
+        connected = False
+        try:
+            async with connect(self.url, open_timeout=10, max_size=2**24, ping_interval=20,
+                               ping_timeout=20) as ws:
+                await ws.send(protocol.start())
+                kept: list[UpstreamEvent] = []
+                while not protocol.subscribed:
+                    events = await self._receive(ws, skips, self.silence_timeout)
+                    if events is None:
+                        raise UpstreamError(f"no reply to the subscription in "
+                                            f"{self.silence_timeout:.0f} s")
+                    kept += events
+                if not self._waited:
+                    kept += await self._describe(ws, skips)
+                    self._waited = True
+                connected = True
+                yield Connected(protocol.infos())
+                for event in kept:
+                    yield event
+                while True:
+                    events = await self._receive(ws, skips, self.silence_timeout)
+                    if events is None:
+                        raise UpstreamError(f"no message for {self.silence_timeout:.0f} s")
+                    for event in events:
+                        yield event
+        except ConnectionClosedOK:
+            return
+        finally:
+            if not connected:
+                protocol.abandon()
+
+    async def _describe(self, ws: ClientConnection, skips: Skips) -> list[UpstreamEvent]:
+        """The events that arrive until the names and opens are known, or ``info_wait`` ends."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.info_wait
+        kept: list[UpstreamEvent] = []
+        while not self.protocol.described and (left := deadline - loop.time()) > 0:
+            events = await self._receive(ws, skips, min(left, self.silence_timeout))
+            if events is None:
+                if loop.time() < deadline:
+                    raise UpstreamError(f"no message for {self.silence_timeout:.0f} s")
+                break
+            kept += events
+        return kept
+
+    async def _receive(self, ws: ClientConnection, skips: Skips,
+                       timeout: float) -> list[UpstreamEvent] | None:
+        """The next message's events (and its replies sent); None if none came in time."""
+        try:
+            async with asyncio.timeout(timeout):
+                raw = await ws.recv()
+        except TimeoutError:
+            return None
+        events = self.protocol.receive(raw, skips)
+        for reply in self.protocol.data_to_send():
+            await ws.send(reply)
+        return events

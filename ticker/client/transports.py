@@ -1,0 +1,246 @@
+"""The two ways the client reaches a server: a WebSocket (/ws), or Server-Sent Events (/sse) for
+networks that block WebSockets. Each hands over parsed server messages, one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Sequence
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+
+import h11
+import orjson
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from ticker.protocol import is_terminal_close
+
+
+class Closed(Exception):
+    """The connection ended. ``terminal``: the server said not to come back (a close code in
+    docs/protocol.md's "do not reconnect" range, a refused token, a bad request)."""
+
+    def __init__(self, reason: str, terminal: bool = False, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.terminal = terminal
+        self.code = code
+
+
+class NoWebSocket(Closed):
+    """The server (or a proxy on the way) answered the upgrade with a plain HTTP status: the
+    WebSocket is blocked, try SSE."""
+
+
+class Connection(Protocol):
+    kind: str  # "ws" or "sse"
+
+    async def receive(self) -> dict[str, Any]: ...
+
+    async def send(self, message: dict[str, Any]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def endpoints(url: str) -> tuple[str, str]:
+    """(ws URL of /ws, http URL of /sse) from any of ws://H:P/ws, wss://H/ws, http://H:P."""
+    parts = urlsplit(url)
+    secure = parts.scheme in ("wss", "https")
+    if parts.scheme not in ("ws", "wss", "http", "https") or not parts.hostname:
+        raise ValueError(f"a server URL is ws://HOST:PORT/ws or http://HOST:PORT, got {url!r}")
+    path = parts.path.rstrip("/")
+    for suffix in ("/ws", "/sse"):
+        if path.endswith(suffix):
+            path = path[:-len(suffix)]
+    base = f"{parts.netloc}{path}"
+    return (f"{'wss' if secure else 'ws'}://{base}/ws", f"{'https' if secure else 'http'}://{base}/sse")
+
+
+def _auth_headers(token: str | None) -> list[tuple[str, str]]:
+    return [("Authorization", f"Bearer {token}")] if token else []
+
+
+class WebSocketConnection:
+    kind = "ws"
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self._socket = socket
+
+    @classmethod
+    async def open(cls, url: str, token: str | None, timeout: float) -> WebSocketConnection:
+        try:
+            socket = await ws_connect(url, additional_headers=_auth_headers(token),
+                                      open_timeout=timeout, max_size=2**24,
+                                      ping_interval=20, ping_timeout=20)
+        except InvalidStatus as error:
+            raise _refusal(error.response.status_code, bytes(error.response.body or b""),
+                           websocket=True) from None
+        return cls(socket)
+
+    async def receive(self) -> dict[str, Any]:
+        try:
+            frame = await self._socket.recv()
+        except ConnectionClosed as closed:
+            received = closed.rcvd
+            if received is None:
+                raise Closed("the connection dropped without a close frame", code=1006) from None
+            raise Closed(f"closed by the server: {received.code} {received.reason}".rstrip(),
+                         is_terminal_close(received.code), received.code) from None
+        message: dict[str, Any] = orjson.loads(frame)
+        return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionClosed):  # receive() reports why
+            await self._socket.send(orjson.dumps(message).decode())
+
+    async def close(self) -> None:
+        await self._socket.close()
+
+
+def _refusal(status: int, body: bytes, websocket: bool = False) -> Closed:
+    """What an HTTP status refusing us means: 401 and 4xx requests stop; 503 (full) retries."""
+    try:
+        detail = str(orjson.loads(body).get("message", ""))
+    except (orjson.JSONDecodeError, AttributeError):
+        detail = body[:200].decode("utf-8", "replace")
+    reason = f"HTTP {status}" + (f": {detail}" if detail else "")
+    if status == 401:
+        return Closed(f"the server refused the token ({reason})", terminal=True, code=status)
+    if status in (429, 503) or status >= 500:
+        return Closed(reason, code=status)
+    if websocket and status in (400, 404, 405, 426):
+        return NoWebSocket(f"no WebSocket here ({reason})", code=status)
+    return Closed(reason, terminal=True, code=status)
+
+
+class SseConnection:
+    """GET /sse as an event stream, parsed with h11 (uvicorn's own HTTP/1.1 parser) over an
+    asyncio stream. The server comments every 15 s on an idle stream, so silence for
+    ``silence`` seconds means the connection is gone."""
+
+    kind = "sse"
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 connection: h11.Connection, silence: float) -> None:
+        self._reader, self._writer, self._http = reader, writer, connection
+        self._silence = silence
+        self._buffer = b""
+        self._events: list[dict[str, Any]] = []
+
+    @classmethod
+    async def open(cls, url: str, symbols: Sequence[str], max_rate: float,
+                   last_event_id: str | None, token: str | None, timeout: float,
+                   silence: float = 45.0) -> SseConnection:
+        parts = urlsplit(url)
+        secure = parts.scheme == "https"
+        port = parts.port or (443 if secure else 80)
+        host = parts.hostname or "localhost"
+        target = f"{parts.path}?symbols={quote(','.join(symbols), safe=',')}"
+        if max_rate:
+            target += f"&max_rate={max_rate:g}"
+        headers = [("Host", parts.netloc), ("Accept", "text/event-stream"),
+                   ("Cache-Control", "no-store"), *_auth_headers(token)]
+        if last_event_id is not None:
+            headers.append(("Last-Event-ID", last_event_id))
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=ssl.create_default_context() if secure
+                                    else None), timeout)
+        http = h11.Connection(h11.CLIENT)
+        writer.write(http.send(h11.Request(method="GET", target=target, headers=headers)) or b"")
+        writer.write(http.send(h11.EndOfMessage()) or b"")
+        connection = cls(reader, writer, http, silence)
+        try:
+            response = await asyncio.wait_for(connection._response(), timeout)
+            if response.status_code != 200:
+                body = await asyncio.wait_for(connection._body(), timeout)
+                raise _refusal(response.status_code, body)
+        except BaseException:
+            writer.close()
+            raise
+        return connection
+
+    async def _next_http_event(self) -> Any:
+        while True:
+            event = self._http.next_event()
+            if event is h11.NEED_DATA:
+                data = await self._reader.read(65536)
+                self._http.receive_data(data)
+                continue
+            return event
+
+    async def _response(self) -> h11.Response:
+        event = await self._next_http_event()
+        if not isinstance(event, h11.Response):
+            raise Closed(f"not an HTTP response: {type(event).__name__}")
+        return event
+
+    async def _body(self) -> bytes:
+        chunks = []
+        while True:
+            event = await self._next_http_event()
+            if isinstance(event, h11.Data):
+                chunks.append(bytes(event.data))
+            else:
+                return b"".join(chunks)
+
+    async def receive(self) -> dict[str, Any]:
+        while not self._events:
+            try:
+                event = await asyncio.wait_for(self._next_http_event(), self._silence)
+            except TimeoutError:
+                raise Closed(f"the event stream was silent for {self._silence:.0f} s") from None
+            except h11.RemoteProtocolError as error:
+                raise Closed(f"the event stream broke: {error}") from None
+            if isinstance(event, h11.Data):
+                self._buffer += bytes(event.data)
+                self._parse()
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                raise Closed("the server ended the event stream")
+        return self._events.pop(0)
+
+    def _parse(self) -> None:
+        """Complete events off the buffer; only their data matters (it is protocol v1 JSON)."""
+        buffer = self._buffer.replace(b"\r\n", b"\n")
+        *complete, self._buffer = buffer.split(b"\n\n")
+        for block in complete:
+            data = [line[5:].lstrip(b" ") for line in block.split(b"\n")
+                    if line.startswith(b"data:")]
+            if data:
+                message = orjson.loads(b"\n".join(data))
+                if isinstance(message, dict) and message.get("type"):
+                    self._events.append(message)  # keep-alives ({}) carry no type
+
+    async def send(self, message: dict[str, Any]) -> None:
+        raise RuntimeError("an SSE stream takes no messages: reconnect with new symbols")
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+
+async def get_json(url: str, token: str | None = None, timeout: float = 10.0) -> Any:
+    """GET ``url`` (http or https) and parse its JSON body; raises Closed for a status other than
+    200, OSError or TimeoutError when it cannot be reached."""
+    parts = urlsplit(url)
+    secure = parts.scheme == "https"
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(
+        parts.hostname or "localhost", parts.port or (443 if secure else 80),
+        ssl=ssl.create_default_context() if secure else None), timeout)
+    http = h11.Connection(h11.CLIENT)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    headers = [("Host", parts.netloc), ("Accept", "application/json"), *_auth_headers(token)]
+    writer.write(http.send(h11.Request(method="GET", target=target, headers=headers)) or b"")
+    writer.write(http.send(h11.EndOfMessage()) or b"")
+    reader_side = SseConnection(reader, writer, http, timeout)
+    try:
+        response = await asyncio.wait_for(reader_side._response(), timeout)
+        body = await asyncio.wait_for(reader_side._body(), timeout)
+    finally:
+        await reader_side.close()
+    if response.status_code != 200:
+        raise _refusal(response.status_code, body)
+    return orjson.loads(body)
