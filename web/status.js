@@ -87,7 +87,12 @@ export class StatusBar {
     this.age.textContent = ageMs === null ? "\u2014" : formatAge(ageMs);
     this.age.classList.toggle("warn", ageMs !== null && ageMs > STALE_AFTER_MS);
     this.rate.textContent = String(Math.round(this.ticksPerSecond()));
-    if (this.store.feed) this.feed.textContent = this.store.feed;
+    if (this.store.feed) {
+      const label = feedLabel(this.store.feed);
+      this.feed.textContent = label.text;
+      this.feed.title = label.title;
+      this.feed.dataset.kind = label.kind;
+    }
     this.renderTitle(state);
   }
 
@@ -112,4 +117,20 @@ function formatAge(ms) {
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
   if (ms < 3_600_000) return `${Math.floor(ms / 60_000)} min`;
   return `${Math.floor(ms / 3_600_000)} h`;
+}
+
+// hello's "feed" as the badge says it: SIMULATED, REPLAY, COINBASE, ALPACA IEX, RELAY. A live
+// upstream is a real market: the badge then reads as live data, not a warning.
+const FEED_TITLES = {
+  simulated: "Simulated market: not real prices",
+  replay: "A recording played back",
+  coinbase: "Real trades from Coinbase Exchange",
+  "alpaca-iex": "Real trades from Alpaca (IEX)",
+  "alpaca-sip": "Real trades from Alpaca (SIP, all US exchanges)",
+  relay: "Relayed from another ticker server",
+};
+
+export function feedLabel(feed) {
+  const kind = feed in FEED_TITLES ? (feed === "simulated" || feed === "replay" ? feed : "live") : "other";
+  return { text: feed.replace(/-/g, " "), title: FEED_TITLES[feed] ?? `Feed: ${feed}`, kind };
 }

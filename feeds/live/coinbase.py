@@ -15,6 +15,7 @@ only moves messages between it and a WebSocket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -23,7 +24,7 @@ from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosedOK
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from feeds.live.base import (
     Connected,
@@ -378,50 +379,48 @@ class CoinbaseUpstream:
         return self.protocol.infos()
 
     async def session(self, skips: Skips) -> AsyncIterator[UpstreamEvent]:
-        protocol = self.protocol
-        connected = False
         try:
             async with connect(self.url, open_timeout=10, max_size=2**24, ping_interval=20,
                                ping_timeout=20) as ws:
-                await ws.send(protocol.start())
-                kept: list[UpstreamEvent] = []
-                while not protocol.subscribed:
-                    events = await self._receive(ws, skips, self.silence_timeout)
-                    if events is None:
-                        raise UpstreamError(f"no reply to the subscription in "
-                                            f"{self.silence_timeout:.0f} s")
-                    kept += events
-                if not self._waited:
-                    kept += await self._describe(ws, skips)
-                    self._waited = True
-                connected = True
-                yield Connected(protocol.infos())
+                await ws.send(self.protocol.start())
+                try:
+                    kept = await self._handshake(ws, skips)
+                except BaseException:
+                    self.protocol.abandon()
+                    raise
+                yield Connected(self.protocol.infos())
                 for event in kept:
                     yield event
                 while True:
                     events = await self._receive(ws, skips, self.silence_timeout)
                     if events is None:
-                        raise UpstreamError(f"no message for {self.silence_timeout:.0f} s")
+                        raise UpstreamError(f"no message for {self.silence_timeout:g} s")
                     for event in events:
                         yield event
         except ConnectionClosedOK:
             return
-        finally:
-            if not connected:
-                protocol.abandon()
 
-    async def _describe(self, ws: ClientConnection, skips: Skips) -> list[UpstreamEvent]:
-        """The events that arrive until the names and opens are known, or ``info_wait`` ends."""
+    async def _handshake(self, ws: ClientConnection, skips: Skips) -> list[UpstreamEvent]:
+        """Until the subscription is confirmed and, on the first connection, until the names
+        and opens are known or ``info_wait`` ends: the events meanwhile, to follow Connected."""
+        kept: list[UpstreamEvent] = []
+        while not self.protocol.subscribed:
+            events = await self._receive(ws, skips, self.silence_timeout)
+            if events is None:
+                raise UpstreamError(f"no reply to the subscription in {self.silence_timeout:g} s")
+            kept += events
+        if self._waited:
+            return kept
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.info_wait
-        kept: list[UpstreamEvent] = []
         while not self.protocol.described and (left := deadline - loop.time()) > 0:
             events = await self._receive(ws, skips, min(left, self.silence_timeout))
             if events is None:
                 if loop.time() < deadline:
-                    raise UpstreamError(f"no message for {self.silence_timeout:.0f} s")
+                    raise UpstreamError(f"no message for {self.silence_timeout:g} s")
                 break
             kept += events
+        self._waited = True
         return kept
 
     async def _receive(self, ws: ClientConnection, skips: Skips,
@@ -434,5 +433,8 @@ class CoinbaseUpstream:
             return None
         events = self.protocol.receive(raw, skips)
         for reply in self.protocol.data_to_send():
-            await ws.send(reply)
+            # Closed already: the messages that came before the close are still to be read,
+            # and the next recv() reports the close.
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(reply)
         return events
