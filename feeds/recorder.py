@@ -238,6 +238,14 @@ class Recorder:
         log.info("recording to %s", path)
         return writer
 
+    def describe(self, symbols: Sequence[SymbolInfo]) -> None:
+        """The symbols of the feed run now starting: files opened from now on name them (a
+        live feed learns them from its upstream only once connected, after the recorder
+        opened). A run with no symbols leaves them as they were."""
+        if symbols:
+            with self._cond:
+                self.symbols = symbol_infos(symbols)
+
     def _header(self) -> Header:
         return Header(self.source, self.symbols, round(time.time() * 1000.0, 3))
 

@@ -143,6 +143,11 @@ class Received:
             raise AssertionError(f"no {what} within {timeout * UNIT} s; got "
                                  f"{self.summary()}") from None
 
+    async def until_ticks(self, count: int) -> None:
+        """Until every symbol of the stream has at least ``count`` ticks."""
+        await self.until(lambda: all(len(self.ticks(s)) >= count for s in self.stream.symbols),
+                         f"{count} ticks of each symbol")
+
     def of(self, symbol: str) -> list[tuple[str, Event]]:
         return [(epoch, event) for epoch, event in self.events if event.symbol == symbol]
 
@@ -196,9 +201,8 @@ async def test_the_relay_passes_the_upstream_s_epoch_seqs_and_ticks_unchanged(
     upstream, relay = nodes
     async with Received(relay.ws_url, SYMBOLS) as via_relay, \
             Received(upstream.ws_url, SYMBOLS) as direct:
-        for received in (via_relay, direct):
-            await received.until(lambda r=received: all(len(r.ticks(s)) >= 40 for s in SYMBOLS),
-                                 "40 ticks of each symbol")
+        await via_relay.until_ticks(40)
+        await direct.until_ticks(40)
         assert via_relay.stream.epoch and via_relay.stream.epoch == direct.stream.epoch
         assert via_relay.stream.feed == "relay"
         assert direct.stream.feed == "simulated"
@@ -232,8 +236,7 @@ async def test_an_upstream_restart_reaches_the_relay_s_clients_as_a_reset_then_t
     upstream, relay = nodes
     async with Received(relay.ws_url, SYMBOLS) as via_relay, \
             httpx.AsyncClient(timeout=5 * UNIT) as http:
-        await via_relay.until(lambda: all(len(via_relay.ticks(s)) >= 20 for s in SYMBOLS),
-                              "20 ticks of each symbol")
+        await via_relay.until_ticks(20)
         old_epoch = via_relay.stream.epoch
 
         upstream.kill()
@@ -309,8 +312,7 @@ async def test_a_relay_restart_is_resumed_by_its_clients_with_no_gap_and_no_dupl
     upstream, relay = nodes
     async with Received(relay.ws_url, SYMBOLS) as via_relay, \
             Received(upstream.ws_url, SYMBOLS) as direct:
-        await via_relay.until(lambda: all(len(via_relay.ticks(s)) >= 20 for s in SYMBOLS),
-                              "20 ticks of each symbol")
+        await via_relay.until_ticks(20)
         epoch = via_relay.stream.epoch
         held = {s: via_relay.last_seq(s) for s in SYMBOLS}
         assert via_relay.stream.connections == 1

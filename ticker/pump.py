@@ -12,7 +12,7 @@ from typing import Protocol
 from feeds.base import Feed
 from ticker.brokers.base import Publisher
 from ticker.guard import TickGuard
-from ticker.model import FeedStart, Tick, TickBatch
+from ticker.model import FeedStart, SymbolInfo, Tick, TickBatch
 from ticker.stats import Stats
 
 log = logging.getLogger("ticker.pump")
@@ -20,6 +20,10 @@ log = logging.getLogger("ticker.pump")
 
 class TickSink(Protocol):
     """Where published ticks are also written, e.g. a recorder; must not block."""
+
+    def describe(self, symbols: Sequence[SymbolInfo]) -> None:
+        """The symbols of the run that starts (a live feed knows them once connected)."""
+        ...
 
     def write(self, ticks: Sequence[Tick]) -> None: ...
 
@@ -50,6 +54,8 @@ async def run_feed(open_feed: Callable[[], Feed], broker: Publisher, restart_del
                 # A relay runs under its upstream's epoch, so its clients' positions hold.
                 epoch = getattr(feed, "upstream_epoch", None) or new_epoch()
                 guard = TickGuard(stats)
+                if sink is not None:
+                    sink.describe(feed.symbols)
                 await broker.publish(FeedStart(epoch, feed.kind, tuple(feed.symbols)))
                 async for batch in run:
                     ticks = guard.check(batch)
