@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Protocol
 
 from feeds.base import Feed
@@ -33,15 +34,15 @@ def new_epoch() -> str:
     return f"{int(time.time() * 1000):x}-{secrets.token_hex(3)}"
 
 
-async def feed_runs(feed: Feed) -> AsyncIterator[AsyncIterator[list[Tick]]]:
-    """A feed's runs: a replay starts a new one at each loop and seek (its ``runs()``); any
-    other feed is one run."""
+def feed_runs(feed: Feed) -> AsyncGenerator[AsyncIterator[list[Tick]], None]:
+    """A feed's runs: a replay starts a new one at each loop and seek, a live feed when its
+    upstream cannot be continued (their ``runs()``); any other feed is one run."""
     runs = getattr(feed, "runs", None)
-    if runs is None:
-        yield feed.batches()
-        return
-    async for run in runs():
-        yield run
+    return runs() if runs is not None else _one_run(feed)
+
+
+async def _one_run(feed: Feed) -> AsyncGenerator[AsyncIterator[list[Tick]], None]:
+    yield feed.batches()
 
 
 async def run_feed(open_feed: Callable[[], Feed], broker: Publisher, restart_delay: float,
@@ -50,25 +51,27 @@ async def run_feed(open_feed: Callable[[], Feed], broker: Publisher, restart_del
     while True:
         feed = open_feed()
         try:
-            async for run in feed_runs(feed):
-                # A relay runs under its upstream's epoch, so its clients' positions hold.
-                epoch = getattr(feed, "upstream_epoch", None) or new_epoch()
-                guard = TickGuard(stats)
-                if sink is not None:
-                    sink.describe(feed.symbols)
-                await broker.publish(FeedStart(epoch, feed.kind, tuple(feed.symbols)))
-                async for batch in run:
-                    ticks = guard.check(batch)
-                    if not ticks:
-                        continue
+            # Closed when the pump stops or fails, so a live feed's socket closes with it.
+            async with contextlib.aclosing(feed_runs(feed)) as runs:
+                async for run in runs:
+                    # A relay runs under its upstream's epoch, so its clients' positions hold.
+                    epoch = getattr(feed, "upstream_epoch", None) or new_epoch()
+                    guard = TickGuard(stats)
                     if sink is not None:
-                        try:
-                            sink.write(ticks)
-                        except Exception:
-                            # A recorder that fails (disk full...) must not stop the market.
-                            log.exception("recording failed; the feed goes on unrecorded")
-                            sink = None
-                    await broker.publish(TickBatch(epoch, tuple(ticks)))
+                        sink.describe(feed.symbols)
+                    await broker.publish(FeedStart(epoch, feed.kind, tuple(feed.symbols)))
+                    async for batch in run:
+                        ticks = guard.check(batch)
+                        if not ticks:
+                            continue
+                        if sink is not None:
+                            try:
+                                sink.write(ticks)
+                            except Exception:
+                                # A recorder that fails (disk full...) must not stop the market.
+                                log.exception("recording failed; the feed goes on unrecorded")
+                                sink = None
+                        await broker.publish(TickBatch(epoch, tuple(ticks)))
         except asyncio.CancelledError:
             raise
         except Exception:

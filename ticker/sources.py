@@ -71,7 +71,7 @@ def upstream_feed_factory(config: FeedConfig, on_skip: Callable[[], None] | None
         def open_relay() -> Feed:
             log.info("relaying %s", args)
             return RelayFeed(args, token, upstream.reconnect_initial, upstream.reconnect_max,
-                             upstream.silence_timeout, on_skip)
+                             on_skip)
 
         return open_relay
     if config.kind == "coinbase":
@@ -94,8 +94,9 @@ def upstream_feed_factory(config: FeedConfig, on_skip: Callable[[], None] | None
                           "APCA_API_SECRET_KEY in the environment (never in a file)")
 
     def open_alpaca() -> Feed:
-        return LiveFeed(AlpacaUpstream(stream, symbols, upstream.alpaca_url, key, secret,
-                                       upstream.silence_timeout),
+        # No silence timeout: Alpaca sends nothing while the market is closed (a reconnect each
+        # time would reset every client); WebSocket pings tell a dead connection.
+        return LiveFeed(AlpacaUpstream(stream, symbols, upstream.alpaca_url, key, secret, None),
                         Backoff(upstream.reconnect_initial, upstream.reconnect_max), on_skip)
 
     return open_alpaca

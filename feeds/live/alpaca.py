@@ -26,7 +26,7 @@ import contextlib
 import logging
 import math
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -50,6 +50,8 @@ from ticker.model import SymbolInfo
 STREAMS = ("iex", "sip")
 RECONNECTED = "reconnected: Alpaca's stream cannot replay the trades missed"
 OPEN_TIMEOUT = 10.0
+CONNECTION_LIMIT = 406
+HANDSHAKE_TIMEOUT = 10.0  # for each reply of the handshake (the silence timeout may be long)
 MAX_MESSAGE_BYTES = 2**24
 PING_INTERVAL = 20.0
 
@@ -126,6 +128,10 @@ def control_message(messages: list[Message]) -> Message | None:
     for message in messages:
         kind = message.get("T")
         if kind == "error":
+            if message.get("code") == CONNECTION_LIMIT:
+                # After a network drop Alpaca may count the old connection a while longer:
+                # retry at the usual pace, not the refused one.
+                raise UpstreamError(error_text(message))
             raise UpstreamRefused(error_text(message))
         if kind in _CONTROL:
             return message
@@ -267,7 +273,7 @@ class AlpacaUpstream:
     has no names, sectors or reference prices)."""
 
     def __init__(self, stream: str, symbols: tuple[SymbolInfo, ...], url: str, key: str,
-                 secret: str, silence_timeout: float) -> None:
+                 secret: str, silence_timeout: float | None) -> None:
         self.kind = f"alpaca-{stream}"
         self.label = f"Alpaca {stream.upper()} ({url})"
         self.silence_timeout = silence_timeout
@@ -285,7 +291,7 @@ class AlpacaUpstream:
     def symbols(self) -> Sequence[SymbolInfo]:
         return self._symbols
 
-    async def session(self, skips: Skips) -> AsyncIterator[UpstreamEvent]:
+    async def session(self, skips: Skips) -> AsyncGenerator[UpstreamEvent, None]:
         def skip(why: str, raw: str | bytes) -> None:
             skips.skip(self._mask(why), self._mask(raw))
 
@@ -327,19 +333,21 @@ class AlpacaUpstream:
         """The next control message of the handshake (data before it is not ours yet)."""
         while True:
             try:
-                messages = decode_frame(await self._receive(ws))
+                messages = decode_frame(await self._receive(ws, HANDSHAKE_TIMEOUT))
             except ValueError as error:
                 raise UpstreamError(f"during the handshake: {error}") from None
             message = control_message(messages)
             if message is not None:
                 return message
 
-    async def _receive(self, ws: ClientConnection) -> str | bytes:
+    async def _receive(self, ws: ClientConnection, timeout: float | None = None) -> str | bytes:
+        """The next message, within ``timeout`` (the silence timeout by default)."""
+        timeout = self.silence_timeout if timeout is None else timeout
         try:
-            async with asyncio.timeout(self.silence_timeout):
+            async with asyncio.timeout(timeout):
                 return await ws.recv()
         except TimeoutError:
-            raise UpstreamError(f"no message for {self.silence_timeout:.0f} s") from None
+            raise UpstreamError(f"no message for {timeout:.0f} s") from None
 
     def _mask(self, text: str | bytes) -> str:
         shown = text if isinstance(text, str) else text.decode("utf-8", "replace")

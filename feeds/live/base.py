@@ -12,6 +12,7 @@ reports what is wrong while the upstream is away (``problem``, shown by /readyz)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -94,7 +95,7 @@ class Upstream(Protocol):
         """The symbols asked for, known before any connection."""
         ...
 
-    def session(self, skips: Skips) -> AsyncIterator[UpstreamEvent]:
+    def session(self, skips: Skips) -> AsyncGenerator[UpstreamEvent, None]:
         """One connection: connect, handshake, yield :class:`Connected`, then the trades (and
         any :class:`Gap`, such as the one a reconnect leaves) until the connection ends; raise
         :class:`UpstreamError`, OSError or a websockets error when it fails."""
@@ -122,7 +123,7 @@ class LiveFeed:
     def batches(self) -> AsyncIterator[list[Tick]]:
         raise TypeError("a live feed is read through runs(): each run is one epoch")
 
-    async def runs(self) -> AsyncIterator[AsyncIterator[list[Tick]]]:
+    async def runs(self) -> AsyncGenerator[AsyncIterator[list[Tick]], None]:
         """The first run starts once the upstream is connected; a :class:`Gap` of every symbol
         ends a run and starts the next."""
         events = self._events()
@@ -175,13 +176,15 @@ class LiveFeed:
         while True:
             refused = False
             try:
-                async for event in self.upstream.session(self.skips):
-                    if isinstance(event, Connected):
-                        self.sessions += 1
-                        self.problem = self.away_since = None
-                        self._backoff.reset()
-                        log.info("%s: connected", label)
-                    yield event
+                # Closed with the loop, not left to the garbage collector: its socket goes too.
+                async with contextlib.aclosing(self.upstream.session(self.skips)) as session:
+                    async for event in session:
+                        if isinstance(event, Connected):
+                            self.sessions += 1
+                            self.problem = self.away_since = None
+                            self._backoff.reset()
+                            log.info("%s: connected", label)
+                        yield event
                 reason = "the upstream closed the connection"
             except UpstreamRefused as error:
                 reason, refused = f"refused: {error}", True

@@ -27,12 +27,10 @@ class RelayFeed:
     kind = "relay"
 
     def __init__(self, url: str, token: str | None, reconnect_initial: float = 0.5,
-                 reconnect_max: float = 20.0, silence_timeout: float = 30.0,
-                 on_skip: Callable[[], None] | None = None) -> None:
+                 reconnect_max: float = 20.0, on_skip: Callable[[], None] | None = None) -> None:
         self.url = url
         self._token = token
         self._backoff = Backoff(reconnect_initial, reconnect_max)
-        self._silence = silence_timeout
         self._on_skip = on_skip
         self.label = f"ticker ({url})"
         self._symbols: tuple[SymbolInfo, ...] = ()

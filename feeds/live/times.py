@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def rfc3339_ms(text: object) -> float:
@@ -13,4 +16,6 @@ def rfc3339_ms(text: object) -> float:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         raise ValueError(f"a time without a zone: {text[:40]!r}")
-    return moment.timestamp() * 1000.0
+    # Whole microseconds, then one division: timestamp() * 1000 is off in the last digit for
+    # about a quarter of times (.7501 s -> 750.0999 ms), and a relayed ts must come out as sent.
+    return (moment - _EPOCH) // _MICROSECOND / 1000.0
