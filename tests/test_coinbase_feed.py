@@ -8,10 +8,19 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
-from feeds.live.base import Gap, LiveFeed, Skips, Trade, UpstreamError, UpstreamRefused
+from feeds.live.base import (
+    Gap,
+    LiveFeed,
+    Skips,
+    Trade,
+    UpstreamError,
+    UpstreamEvent,
+    UpstreamRefused,
+)
 from feeds.live.coinbase import (
     BadMessage,
     CoinbaseProtocol,
@@ -31,7 +40,7 @@ from tests.coinbase_fake import (
     status_message,
     threaded_fake,
 )
-from tests.servers import UNIT, make_config, running_server
+from tests.servers import UNIT, RunningServer, make_config, running_server
 from tests.wsclient import TickerClient
 from ticker.client.backoff import Backoff
 from ticker.errors import ConfigError
@@ -89,10 +98,11 @@ def test_a_match_is_read_exactly() -> None:
     match = parse_message(raw(MATCH))
     assert match == Match("BTC-USD", 10, rfc3339_ms("2014-11-07T08:19:27.028459Z"), 400.23,
                           5.23512, last=False)
-    assert isinstance(match, Match) and match.ts == pytest.approx(1415348367028.459, abs=1e-3)
+    assert isinstance(match, Match) and match.ts == 1_415_348_367_028.459
     assert parse_message(raw({**MATCH, "type": "last_match"})) == Match(
         "BTC-USD", 10, match.ts, 400.23, 5.23512, last=True)
-    assert parse_message(raw({**MATCH, "size": "0.0012"})).size == 0.0012  # type: ignore[union-attr]
+    small = parse_message(raw({**MATCH, "size": "0.0012"}))
+    assert isinstance(small, Match) and small.size == 0.0012
 
 
 def test_tickers_heartbeats_subscriptions_and_errors_are_read() -> None:
@@ -210,15 +220,19 @@ def test_refusals_during_the_handshake_and_errors_after_it() -> None:
     assert "overloaded" in str(caught.value)
 
 
+def trades(events: list[UpstreamEvent]) -> list[Trade]:
+    return [trade for event in events if isinstance(event, list) for trade in event]
+
+
 def test_bid_and_ask_come_from_the_ticker_and_bracket_the_price() -> None:
     protocol, skips = subscribed(), Skips("test")
-    first = protocol.receive(match(1, price="400"), skips)
-    assert first == [[Trade("BTC-USD", first[0][0].ts, 400.0, 5.23512, 400.0, 400.0)]]  # type: ignore[index]
+    assert trades(protocol.receive(match(1, price="400"), skips)) == [
+        Trade("BTC-USD", rfc3339_ms(MATCH["time"]), 400.0, 5.23512, 400.0, 400.0)]
     protocol.receive(raw({"type": "ticker", "product_id": "BTC-USD", "best_bid": "399.5",
                           "best_ask": "400.5", "open_24h": "380"}), skips)
     prices = {"400.1": (399.5, 400.5), "401": (399.5, 401.0), "399": (399.0, 400.5)}
     for trade_id, (price, (bid, ask)) in enumerate(prices.items(), start=2):
-        [[trade]] = protocol.receive(match(trade_id, price=price), skips)  # type: ignore[misc]
+        [trade] = trades(protocol.receive(match(trade_id, price=price), skips))
         assert (trade.bid, trade.price, trade.ask) == (bid, float(price), ask)
     assert protocol.infos()[0] == SymbolInfo("BTC-USD", "", "Crypto", 380.0)
     assert protocol.infos()[1] == SymbolInfo("ETH-USD", "", "Crypto", None)
@@ -243,7 +257,13 @@ def test_trade_ids_decide_duplicates_gaps_and_what_a_reconnect_missed() -> None:
     heartbeat = {"type": "heartbeat", "product_id": "BTC-USD", "time": MATCH["time"]}
     assert kinds(raw({**heartbeat, "last_trade_id": 0})) == []
     assert kinds(raw({**heartbeat, "last_trade_id": 14})) == []
-    assert kinds(raw({**heartbeat, "last_trade_id": 16})) == ["trade ids 15..16 missed"]
+    # A heartbeat ahead of us: the match may be on its way, and comes before the next beat.
+    assert kinds(raw({**heartbeat, "last_trade_id": 15})) == []
+    assert kinds(match(15, price="7")) == ["BTC-USD@7"]
+    assert kinds(raw({**heartbeat, "last_trade_id": 15})) == []
+    # Two beats ahead of us: lost.
+    assert kinds(raw({**heartbeat, "last_trade_id": 16})) == []
+    assert kinds(raw({**heartbeat, "last_trade_id": 16})) == ["trade ids 16..16 missed"]
     assert kinds(match(16, price="7")) == [] and skips.count == 3  # given up already
     assert kinds(match(17, "DOGE-USD")) == [] and skips.count == 4
     # A reconnect: last_match repeats ours (nothing, no skip), follows it or is ahead of it.
@@ -282,7 +302,7 @@ class FeedReader:
 
     async def _read(self) -> None:
         try:
-            async with contextlib.aclosing(self.feed.runs()) as runs:  # type: ignore[type-var]
+            async with contextlib.aclosing(self.feed.runs()) as runs:
                 async for run in runs:
                     self.runs += 1
                     async for batch in run:
@@ -372,7 +392,7 @@ async def test_trades_arrive_as_sent_with_our_seqs_quotes_names_and_opens() -> N
         Tick("BTC-USD", 4, times[4], 400.00, 2.0, 400.00, 400.30),
     ]
     assert sent[0]["time"] == "2025-11-23T06:40:00.001459Z"
-    assert ticks[0].ts == pytest.approx(1_763_880_000_001.459, abs=1e-3)
+    assert ticks[0].ts == 1_763_880_000_001.459  # to the microsecond
     assert fake.received[0] == {"type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"],
                                 "channels": ["matches", "ticker", "heartbeat", "status"]}
 
@@ -430,15 +450,19 @@ async def test_a_trade_id_gap_skips_one_seq_of_that_product_only() -> None:
         await conn.trade("BTC-USD", "402", "1", trade_id=105)  # 102..104 missed
         await conn.trade("ETH-USD", "3001", "1")  # 101
         await conn.heartbeat("ETH-USD")  # in step: nothing
-        await conn.heartbeat("BTC-USD", 107)  # 106..107 never reached us
+        await conn.heartbeat("ETH-USD", 102)  # ahead, but 102 comes before the next beat
+        await conn.heartbeat("BTC-USD", 107)  # 106..107 may still come...
+        await conn.heartbeat("BTC-USD", 107)  # ...but by the next beat they have not
         await conn.trade("BTC-USD", "403", "1", trade_id=108)
         await conn.trade("BTC-USD", "404", "1", trade_id=107)  # too late: given up
         await conn.trade("ETH-USD", "3002", "1")  # 102
+        await conn.heartbeat("ETH-USD")
+        await conn.trade("ETH-USD", "3003", "1")  # 103
         await conn.hold()
 
     async with FakeCoinbase(script) as fake, reading(fake) as reader:
-        ticks = await reader.ticks(7)
-        assert seqs(ticks) == {"BTC-USD": [1, 2, 4, 6], "ETH-USD": [1, 2, 3]}
+        ticks = await reader.ticks(8)
+        assert seqs(ticks) == {"BTC-USD": [1, 2, 4, 6], "ETH-USD": [1, 2, 3, 4]}
         assert [tick.price for tick in ticks if tick.symbol == "BTC-USD"] == [400, 401, 402, 403]
         assert reader.feed.skips.count == 1  # the late 107
         assert reader.runs == 1
@@ -569,26 +593,58 @@ async def test_an_error_after_the_handshake_ends_the_session() -> None:
 # -- a real server fed by the fake -----------------------------------------------------------------
 
 
+async def until_ready(server: RunningServer) -> dict[str, Any]:
+    """/readyz's body once it says ready (a server on a live feed starts before its feed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10 * UNIT
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        while True:
+            answer = await http.get("/readyz")
+            if answer.status_code == 200:
+                body: dict[str, Any] = answer.json()
+                return body
+            assert loop.time() < deadline, f"never ready: {answer.json()}"
+            await asyncio.sleep(0.05)
+
+
+async def metric(server: RunningServer, name: str) -> float:
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        text = (await http.get("/metrics")).text
+    [value] = [line.split()[-1] for line in text.splitlines() if line.startswith(f"{name} ")]
+    return float(value)
+
+
 @pytest.mark.anyio
 @pytest.mark.e2e
-async def test_a_server_on_the_coinbase_feed_serves_its_trades() -> None:
-    async def script(conn: FakeConnection) -> None:
+async def test_a_server_on_the_coinbase_feed_serves_its_trades_across_a_reconnect() -> None:
+    release = asyncio.Event()  # used on the fake's loop only
+
+    async def first(conn: FakeConnection) -> None:
         await conn.handshake()
         for product, bid, ask, open_24h in (("BTC-USD", "400.1", "400.3", "390"),
                                             ("ETH-USD", "3000.1", "3000.3", "2900")):
             await conn.ticker(product, bid, ask, open_24h)
+        await conn.send_raw("{oops")
         for price in ("400.2", "400.25", "400.15"):
             await conn.trade("BTC-USD", price, "0.0012")
         await conn.trade("ETH-USD", "3000.2", "1.5")
+        await release.wait()  # then closes
+
+    async def second(conn: FakeConnection) -> None:
+        await conn.handshake()  # each product's last_match again: nothing new
+        await conn.trade("ETH-USD", "3000.4", "0.25")
         await conn.hold()
 
-    with threaded_fake(script) as fake:
+    async def let_go() -> None:
+        release.set()
+
+    with threaded_fake(first, second) as fake:
         config = make_config(**{"feed.source": "coinbase:BTC-USD,ETH-USD",
                                 "feed.upstream.coinbase_url": fake.url,
                                 "feed.upstream.reconnect_initial": 0.05,
                                 "feed.upstream.reconnect_max": 0.2})
         with running_server(config) as server:
-            await fake.wait_until(lambda: bool(fake.fake.connections), "the server's connection")
+            assert (await until_ready(server))["feed"] == "coinbase"
             client = await TickerClient.open(server.ws_url)
             try:
                 assert client.hello["feed"] == "coinbase"
@@ -598,14 +654,19 @@ async def test_a_server_on_the_coinbase_feed_serves_its_trades() -> None:
                 await client.until_ticks("ETH-USD", 1)
                 btc = [(t["seq"], t["price"], t["size"], t["bid"], t["ask"])
                        for t in client.ticks["BTC-USD"]]
-                assert btc == [(1, 400.2, 0.0012, 400.1, 400.3), (2, 400.25, 0.0012, 400.1, 400.3),
+                assert btc == [(1, 400.2, 0.0012, 400.1, 400.3),
+                               (2, 400.25, 0.0012, 400.1, 400.3),
                                (3, 400.15, 0.0012, 400.1, 400.3)]
                 [eth] = client.ticks["ETH-USD"]
                 assert (eth["seq"], eth["price"], eth["size"]) == (1, 3000.2, 1.5)
-                connection = fake.fake.connections[0]
-                # A live trade after subscribing reaches the client too.
-                await fake.run(connection.trade("ETH-USD", "3000.4", "0.25"))
+                assert await metric(server, "ticker_upstream_messages_skipped_total") == 1
+                # The upstream drops us; the server reconnects and its run goes on: the next
+                # trade is ETH's seq 2 (TickerClient checks every seq), with no new hello.
+                await fake.run(let_go())
                 await client.until_ticks("ETH-USD", 2)
                 assert client.ticks["ETH-USD"][1]["price"] == 3000.4
+                assert len(fake.fake.connections) == 2
+                assert [m["type"] for m in client.messages].count("hello") == 1
+                assert not [m for m in client.messages if m.get("reset")]
             finally:
                 await client.close()

@@ -118,11 +118,16 @@ def test_readers_ignore_fields_they_do_not_know() -> None:
                        b'"venue":"X"}')
     assert tick == Tick("A", 1, 5.0, 1.0, 0, 1.0, 1.0)
     assert isinstance(tick.ts, float) and isinstance(tick.price, float)
+    # A crypto feed's sizes are fractions of a coin: they are recorded and read back as sent.
+    coin = decode_tick(b'{"symbol":"BTC-USD","seq":1,"ts":5,"price":1,"size":0.0012,"bid":1,'
+                       b'"ask":1}')
+    assert coin.size == 0.0012
 
 
 @pytest.mark.parametrize(("line", "reason"), [
     (b'{"symbol":"A","seq":1,"ts":5,"price":1,"size":0,"bid":1}', "no 'ask'"),
-    (b'{"symbol":"A","seq":"1","ts":5,"price":1,"size":0,"bid":1,"ask":1}', "integers"),
+    (b'{"symbol":"A","seq":"1","ts":5,"price":1,"size":0,"bid":1,"ask":1}', "an integer"),
+    (b'{"symbol":"A","seq":1,"ts":5,"price":1,"size":"0","bid":1,"ask":1}', "finite numbers"),
     (b'{"symbol":"A","seq":1,"ts":true,"price":1,"size":0,"bid":1,"ask":1}', "finite numbers"),
     (b'{"symbol":"","seq":1,"ts":5,"price":1,"size":0,"bid":1,"ask":1}', "non-empty string"),
     (b'[1,2]', "JSON object"),
