@@ -96,9 +96,10 @@ class Upstream(Protocol):
         ...
 
     def session(self, skips: Skips) -> AsyncGenerator[UpstreamEvent, None]:
-        """One connection: connect, handshake, yield :class:`Connected`, then the trades (and
-        any :class:`Gap`, such as the one a reconnect leaves) until the connection ends; raise
-        :class:`UpstreamError`, OSError or a websockets error when it fails."""
+        """One connection: connect, handshake, yield :class:`Connected` (once, first: nothing
+        comes before it), then the trades (and any :class:`Gap`, such as the one a reconnect
+        leaves) until the connection ends; raise :class:`UpstreamError`, OSError or a websockets
+        error when it fails."""
         ...
 
 
@@ -142,8 +143,9 @@ class LiveFeed:
         seqs: dict[str, int] = {}
         async for event in events:
             if isinstance(event, Connected):
-                if {info.symbol for info in event.symbols} != known:
-                    self._symbols = event.symbols
+                changed = {info.symbol for info in event.symbols} != known
+                self._symbols = event.symbols  # names learnt later serve the next run
+                if changed:
                     log.info("%s: the symbols changed; a new run starts", self.upstream.label)
                     return
             elif isinstance(event, Gap):
@@ -182,8 +184,11 @@ class LiveFeed:
                         if isinstance(event, Connected):
                             self.sessions += 1
                             self.problem = self.away_since = None
-                            self._backoff.reset()
                             log.info("%s: connected", label)
+                        elif isinstance(event, list) and event:
+                            # Only a session that delivers is a working one: an upstream that
+                            # accepts and then drops us at once stays on the backoff.
+                            self._backoff.reset()
                         yield event
                 reason = "the upstream closed the connection"
             except UpstreamRefused as error:
