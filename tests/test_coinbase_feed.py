@@ -21,17 +21,15 @@ from feeds.live.base import (
     UpstreamEvent,
     UpstreamRefused,
 )
-from feeds.live.coinbase import (
+from feeds.live.coinbase import CoinbaseProtocol, CoinbaseUpstream, parse_products
+from feeds.live.coinbase_messages import (
     BadMessage,
-    CoinbaseProtocol,
-    CoinbaseUpstream,
     Heartbeat,
     Match,
     Status,
     Subscriptions,
     Ticker,
     parse_message,
-    parse_products,
 )
 from feeds.live.times import rfc3339_ms
 from tests.coinbase_fake import (
