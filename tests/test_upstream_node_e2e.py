@@ -9,13 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 
 import ticker.client
 from feeds.recording import read_recording
 from tests.processes import free_port
 from tests.servers import UNIT, make_config, running_server
-from ticker.client import Backoff, Tick
+from ticker.client import Backoff, Reset, Snapshot, Tick
 from ticker.config import Config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -79,3 +81,56 @@ async def test_a_recording_of_a_relayed_feed_names_its_symbols_and_replays(tmp_p
                                        "feed.replay.speed": "max"})) as replay:
         await wait_for(lambda: replay.node.hub.ticks_ingested >= len(recorded))
         assert replay.node.hub.ticks_ingested == len(recorded)
+
+
+async def test_a_relay_skips_what_its_upstream_sends_wrong_and_counts_it() -> None:
+    """A stranger's protocol v1 server as the upstream: a tick without a seq and a message that
+    is not JSON are skipped and counted, the connection goes on; an impossible price is skipped
+    and counted too, and as its seq is then missing the relay's clients get that symbol reset."""
+    good = [{"symbol": "ABC", "seq": seq, "ts": 1.7e12 + seq, "price": 10.0 + seq, "size": 5,
+             "bid": 9.0, "ask": 20.0} for seq in range(6)]
+
+    go = asyncio.Event()  # once the relay's client holds its snapshot
+
+    def ticks(*items: dict[str, object]) -> str:
+        return orjson.dumps({"type": "ticks", "ticks": list(items)}).decode()
+
+    async def upstream(ws: ServerConnection) -> None:
+        await ws.send(orjson.dumps({"type": "hello", "version": 1, "epoch": "E1", "feed": "x",
+                                    "symbols": ["ABC"]}).decode())
+        request = orjson.loads(await ws.recv())
+        await ws.send(orjson.dumps({"type": "subscribed", "symbols": ["ABC"], "resumed": [],
+                                    "id": request.get("id")}).decode())
+        await ws.send(orjson.dumps({"type": "snapshot", "symbol": "ABC", "epoch": "E1",
+                                    "reset": False, "seq": 0, "ticks": []}).decode())
+        await go.wait()
+        await ws.send(ticks(good[1]))
+        await ws.send(ticks({k: v for k, v in good[2].items() if k != "seq"}))
+        await ws.send("{not json")
+        await ws.send(ticks(good[2], good[3]))
+        await ws.send(ticks({**good[4], "price": -1.0}))
+        await ws.send(ticks(good[5]))
+        await ws.wait_closed()
+
+    async with serve(upstream, "127.0.0.1", 0) as fake:
+        port = fake.sockets[0].getsockname()[1]
+        with running_server(relay_config(port)) as relay:
+            async with ticker.client.connect(relay.ws_url, ["ABC"], snapshot=True) as stream:
+                seen: list[tuple[str, int | str]] = []
+                async with asyncio.timeout(15 * UNIT):
+                    async for event in stream:
+                        if isinstance(event, Snapshot):
+                            go.set()
+                        elif isinstance(event, Reset):
+                            seen.append(("Reset", event.reason))
+                        else:
+                            seen.append(("Tick", event.seq))
+                        if seen and seen[-1] == ("Tick", 5):
+                            break
+            metrics = (await asyncio.to_thread(httpx.get, f"{relay.http_url}/metrics")).text
+            # The fake lives on this test's loop, which the relay's shutdown below does not run:
+            # it closes first, so the relay is not left waiting for a close handshake.
+            fake.close()
+            await fake.wait_closed()
+    assert seen == [("Tick", 1), ("Tick", 2), ("Tick", 3), ("Reset", "lost"), ("Tick", 5)]
+    assert "ticker_upstream_messages_skipped_total 3.0" in metrics

@@ -61,7 +61,8 @@ class RelayFeed:
         raise TypeError("a relay is read through runs(): each run is one upstream epoch")
 
     async def runs(self) -> AsyncIterator[AsyncIterator[list[Tick]]]:
-        stream = Stream(self.url, None, token=self._token, snapshot=True, backoff=self._backoff)
+        stream = Stream(self.url, None, token=self._token, snapshot=True, backoff=self._backoff,
+                        on_skip=self._on_skip)
         self._stream = stream
         async with stream:
             events = stream.__aiter__()

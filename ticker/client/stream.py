@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Literal
 
@@ -39,7 +39,8 @@ class Stream:
 
     def __init__(self, url: str, symbols: Iterable[str] | None, *, token: str | None = None,
                  max_rate: float = 0.0, transport: Transport = "auto", snapshot: bool = False,
-                 backoff: Backoff | None = None, open_timeout: float = 10.0) -> None:
+                 backoff: Backoff | None = None, open_timeout: float = 10.0,
+                 on_skip: Callable[[], None] | None = None) -> None:
         if transport not in ("auto", "ws", "sse"):
             raise ValueError(f"transport must be auto, ws or sse, got {transport!r}")
         self._ws_url, self._sse_url = endpoints(url)
@@ -61,6 +62,8 @@ class Stream:
         self._first_ids: set[str] = set()  # our subscribes of the first connection
         self._unanswered: set[str] = set()  # ids of our subscribes not yet answered
         self.connections = 0  # connections opened, the first included
+        self.skipped = 0  # server messages that were not protocol v1, skipped
+        self._on_skip = on_skip
         self.problem: str | None = "not connected yet"  # why it is not live, or None
 
     # -- what a program sees ---------------------------------------------------------------------
@@ -144,17 +147,19 @@ class Stream:
         except Closed as closed:
             await self._lost(closed)
             return
-        except (OSError, WebSocketException, orjson.JSONDecodeError) as error:
+        except (OSError, WebSocketException) as error:
             await self._lost(Closed(f"{type(error).__name__}: {error}"))
+            return
+        except orjson.JSONDecodeError as error:
+            self._skip(error, "(not JSON)")
             return
         try:
             events = self.state.receive(message)
         except ServerError as error:
             self._server_error(message, error)
             return
-        except (KeyError, TypeError, ValueError) as error:
-            log.warning("skipped a server message that is not protocol v1 (%s): %.200r",
-                        error, message)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            self._skip(error, message)
             return
         if message.get("type") == "hello":
             await self._ask()
@@ -212,6 +217,14 @@ class Stream:
             if self.connections == 1:
                 self._first_ids.add(message["id"])
             await self._connection.send(message)
+
+    def _skip(self, error: Exception, message: object) -> None:
+        """A message that is not protocol v1: skipped, counted, and the connection goes on."""
+        self.skipped += 1
+        if self._on_skip is not None:
+            self._on_skip()
+        log.warning("skipped a server message that is not protocol v1 (%s): %.200r", error,
+                    message)
 
     def _server_error(self, message: dict[str, Any], error: ServerError) -> None:
         """An error reply: to the first subscription it ends the stream (the program asked for
