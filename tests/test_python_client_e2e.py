@@ -202,3 +202,15 @@ async def test_the_stream_follows_every_symbol_when_given_none() -> None:
             assert set(stream.symbols) == {row["symbol"] for row in symbols}
             assert len({symbol for symbol, _ in tape.seqs}) > 5
             tape.assert_contiguous()
+
+
+async def test_auto_falls_back_to_sse_where_the_websocket_is_refused() -> None:
+    with server_on(**{"server.transports": ["sse", "poll"]}) as server:
+        async with open_stream(server.ws_url, ["AAPL"]) as stream:
+            tape = Tape()
+            await read(stream, tape, 20)
+            assert stream.transport == "sse"
+            tape.assert_contiguous()
+        async with open_stream(server.ws_url, ["AAPL"], transport="ws") as only_ws:
+            with pytest.raises(StreamClosed, match="no WebSocket here"):
+                await anext(only_ws)

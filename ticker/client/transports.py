@@ -111,7 +111,9 @@ def _refusal(status: int, body: bytes, websocket: bool = False) -> Closed:
         return Closed(f"the server refused the token ({reason})", terminal=True, code=status)
     if status in (429, 503) or status >= 500:
         return Closed(reason, code=status)
-    if websocket and status in (400, 404, 405, 426):
+    if websocket and 400 <= status < 500:
+        # A plain refusal of the upgrade (a server without /ws answers 403, proxies 400, 404,
+        # 426...): a WebSocket is not to be had here; SSE may be, and says so itself.
         return NoWebSocket(f"no WebSocket here ({reason})", code=status)
     return Closed(reason, terminal=True, code=status)
 
