@@ -137,6 +137,9 @@ async def test_a_refused_token_stops_with_a_clear_error_and_a_good_one_streams()
                 tape = Tape()
                 await read(stream, tape, 10)
                 assert stream.transport == transport
+            async with open_stream(f"{url}?token={TOKEN}", ["AAPL"],
+                                   transport=transport) as in_url:
+                await read(in_url, Tape(), 10)
 
 
 async def test_an_unknown_symbol_stops_the_stream_with_the_server_s_words() -> None:

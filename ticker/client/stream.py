@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from websockets.exceptions import WebSocketException
@@ -44,7 +45,8 @@ class Stream:
         if transport not in ("auto", "ws", "sse"):
             raise ValueError(f"transport must be auto, ws or sse, got {transport!r}")
         self._ws_url, self._sse_url = endpoints(url)
-        self._token = token
+        # A token in the URL, as the dashboard takes it (?token=...), works here too.
+        self._token = token or dict(parse_qsl(urlsplit(url).query)).get("token")
         self._transport: Transport = transport
         self._everything = symbols is None  # follow every symbol the server offers
         self.state = StreamState(snapshots=snapshot)
