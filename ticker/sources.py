@@ -63,13 +63,13 @@ def upstream_feed_factory(config: FeedConfig, on_skip: Callable[[], None] | None
     upstream = config.upstream
     args = config.source_args
     if config.kind == "ticker":
-        from feeds.live.relay import RelayFeed
+        from feeds.live.relay import RelayFeed, redacted
 
         token = environ.get("TICKER_RELAY_TOKEN") or None
         RelayFeed.check_url(args)
 
         def open_relay() -> Feed:
-            log.info("relaying %s", args)
+            log.info("relaying %s", redacted(args))
             return RelayFeed(args, token, upstream.reconnect_initial, upstream.reconnect_max,
                              on_skip)
 

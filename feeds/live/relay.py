@@ -32,7 +32,7 @@ class RelayFeed:
         self._token = token
         self._backoff = Backoff(reconnect_initial, reconnect_max)
         self._on_skip = on_skip
-        self.label = f"ticker ({url})"
+        self.label = f"ticker ({redacted(url)})"  # shown in logs and /readyz: no token
         self._symbols: tuple[SymbolInfo, ...] = ()
         self.upstream_epoch: str | None = None  # the run's epoch: the upstream's (ticker.pump)
         self._stream: Stream | None = None
@@ -153,6 +153,11 @@ class RelayFeed:
             log.warning("%s: no symbol details (%s); names only", self.label, error)
             described = {}
         return tuple(described.get(symbol, SymbolInfo(symbol)) for symbol in stream.available)
+
+
+def redacted(url: str) -> str:
+    """``url`` without its query, where a ``?token=`` would be."""
+    return url.split("?", 1)[0]
 
 
 def _price(value: object) -> float | None:
