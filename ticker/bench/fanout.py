@@ -8,11 +8,17 @@ other core: connect and subscribe, warm up, measure, judge (``ticker.bench.measu
 server's ramp stops at its first step that is not sustained; its sustained capacity is the most
 delivered ticks/s of its good steps. A server that fails its first step is tried at lower rates.
 
-How ticks are counted, the same way for every server: all clients count the ticks they receive
-in the measured wall-clock window; a sample of clients parses every tick and checks seqs. A tick
-is owed for the window if the feed produced it (its ``ts``) inside the window: per symbol, the
-seq range the sampled clients saw with such a ``ts``, times that symbol's subscribers. "On time"
-is measured on the sample: received within 100 ms of ``ts``.
+How ticks are counted, the same way for every server (``--latency kernel``, the default): every
+client's socket carries the kernel's receive time of each read (``SO_TIMESTAMPNS``); the
+generator only records reads during the window and decodes them afterwards
+(``ticker.bench.kernel_loadgen``), so every tick of every client is checked. A tick is owed for
+the window if the feed produced it (its ``ts``) inside the window: per symbol, the seq range the
+clients saw with such a ``ts``, times that symbol's subscribers. Delivered: ticks whose frame
+arrived in the window. Latency: the kernel arrival of the read that completed the tick's frame
+minus ``ts`` (both CLOCK_REALTIME); "on time" is within 100 ms. ``--latency picows`` runs the
+older generator (``ticker.bench.loadgen``): picows clients that count ticks, and a sample of them
+that parses every tick and stamps it with ``time.time()`` when its callback ran, which adds the
+generator's own event-loop delay to the latency.
 
 This machine may be shared: each step reports the CPU other programs used meanwhile, waits a
 little for them to quieten first, and a failed step they disturbed is run once more.
@@ -32,8 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ticker.bench.cpu import others_load
-from ticker.bench.measurement import NOISY_CPU, Measurement
-from ticker.bench.report import Ramp, Step, ramp_title, row, summary, to_json
+from ticker.bench.measurement import KERNEL, NOISY_CPU, PICOWS, Measurement
+from ticker.bench.report import Ramp, Step, latency_json, ramp_title, row, summary, to_json
 from ticker.bench.servers import (
     KIND_NAMES,
     KINDS,
@@ -57,6 +63,8 @@ MAX_RATE = 200_000.0  # ticks/s produced: 20 M delivered with the default worklo
 QUIET_WAIT_S = 10.0  # at most this long before a step for other programs to stop using the cores
 QUICK_STEPS = 2
 SKIP_BELOW_CPU = 0.5  # a step using less of the server's core than this lets the ramp skip ahead
+LOADGENS = {KERNEL: "ticker.bench.kernel_loadgen", PICOWS: "ticker.bench.loadgen"}
+DIGEST_S_PER_TICK = 5e-6  # the kernel generator decodes after the window: time allowed per tick
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,8 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="symbols each client subscribes to (10)")
     parser.add_argument("--symbols", type=int, default=100, metavar="N",
                         help="synthetic symbols S0001..SN the feed trades (100)")
+    parser.add_argument("--latency", choices=tuple(LOADGENS), default=KERNEL,
+                        help="kernel: every client's kernel receive timestamps (SO_TIMESTAMPNS), "
+                             "decoded after the window (default); picows: the older generator, "
+                             "a sample of picows clients stamping ticks when Python got them")
     parser.add_argument("--sample", type=int, default=50,
-                        help="clients that parse every message, for latency and gaps (50)")
+                        help="with --latency picows: clients that parse every message, for "
+                             "latency and gaps (50)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated market (1)")
     parser.add_argument("--warmup", type=float, help="seconds before each measurement (2)")
     parser.add_argument("--measure", type=float, help="seconds measured per step (5)")
@@ -130,11 +143,11 @@ def main(args: argparse.Namespace) -> int:
     patience = 0.0 if args.quick else QUIET_WAIT_S
 
     def step(kind: ServerKind, rate: float) -> Measurement:
-        return run_step(kind, rate, workload, cores, log_dir, patience)
+        return run_step(kind, rate, workload, cores, log_dir, patience, args.latency)
 
     ramps = []
     for kind in kinds:
-        _say("\n" + ramp_title(kind, workload))
+        _say("\n" + ramp_title(kind, workload, args.latency))
         rates, below = _ramp_rates(kind, args)
         ramps.append(run_ramp(kind, rates, step, below))
     seconds = time.monotonic() - clock
@@ -142,7 +155,8 @@ def main(args: argparse.Namespace) -> int:
     extra = {"started": started.isoformat(timespec="seconds"), "duration_s": round(seconds, 1),
              "machine": {"cpus": cores.count, "server_core": cores.server,
                          "loadgen_core": cores.loadgen, "python": platform.python_version()},
-             "others_load_before_run": load, "logs": str(log_dir)}
+             "others_load_before_run": load, "logs": str(log_dir),
+             "latency": latency_json(args.latency)}
     Path(args.out).write_text(json.dumps(to_json(ramps, workload, extra), indent=2) + "\n")
     _say(f"Steps written to {args.out}.")
     return 0
@@ -233,7 +247,7 @@ def _attempt(ramp: Ramp, kind: ServerKind, rate: float,
 
 
 def run_step(kind: ServerKind, rate: float, workload: Workload, cores: Cores,
-             log_dir: Path, patience: float = QUIET_WAIT_S) -> Measurement:
+             log_dir: Path, patience: float = QUIET_WAIT_S, latency: str = KERNEL) -> Measurement:
     name = f"{kind.name}-{rate:g}"
     if patience > 0:
         wait_for_quiet(patience)
@@ -243,16 +257,19 @@ def run_step(kind: ServerKind, rate: float, workload: Workload, cores: Cores,
         with running(command, cores.server, log_dir / f"{name}-server.log", port,
                      kind.env()) as server:
             return run_loadgen(workload, port, rate, server.pid, cores.loadgen,
-                               log_dir / f"{name}-loadgen.log")
+                               log_dir / f"{name}-loadgen.log", latency)
     except RuntimeError as error:
         return Measurement(rate, workload.clients, 0, failure=str(error))
 
 
 def run_loadgen(workload: Workload, port: int, rate: float, server_pid: int, core: int | None,
-                log_path: Path) -> Measurement:
-    command = [sys.executable, "-m", "ticker.bench.loadgen", json.dumps(workload.to_json()),
+                log_path: Path, latency: str = KERNEL) -> Measurement:
+    command = [sys.executable, "-m", LOADGENS[latency], json.dumps(workload.to_json()),
                f"ws://127.0.0.1:{port}/ws", f"{rate:g}", str(server_pid)]
     timeout = 60.0 + workload.clients / 20 + workload.warmup_s + workload.measure_s
+    if latency == KERNEL:  # it decodes everything it recorded after the window
+        owed_per_s = rate * workload.clients * workload.symbols_per_client / workload.symbols
+        timeout += owed_per_s * (workload.measure_s + 1.0) * DIGEST_S_PER_TICK
     with log_path.open("wb") as log:
         try:
             done = subprocess.run(pinned(command, core), stdout=subprocess.PIPE, stderr=log,

@@ -1,4 +1,5 @@
-"""The load generator: all clients of one ramp step, as picows connections in one process.
+"""The picows load generator (``ticker bench fanout --latency picows``): all clients of one ramp
+step, as picows connections in one process. The default is ``ticker.bench.kernel_loadgen``.
 
 ``ticker bench fanout`` runs it on its own core as
 ``python -m ticker.bench.loadgen WORKLOAD_JSON URL TICK_RATE SERVER_PID``; it prints one
@@ -6,7 +7,8 @@ Measurement as JSON on stdout and logs to stderr.
 
 To stay far from being the bottleneck, most clients never parse: they count the ticks in a frame
 with ``bytes.count(b'"seq"')`` (a C loop over the payload). Only the sampled clients decode with
-orjson, to check seqs and to measure latency against the tick's ``ts``.
+orjson, to check seqs and to measure latency against the tick's ``ts``, taken as ``time.time()``
+when the frame's callback ran: the generator's own event-loop delay is part of that latency.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import os
 import socket
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass
 
 import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from ticker.bench.cpu import machine_seconds, process_seconds
+from ticker.bench.generator import Tracker, cpu_share, generator_main
 from ticker.bench.measurement import Measurement
 from ticker.bench.sample import SampleStream, Window, percentiles
 from ticker.bench.workload import Workload, client_symbols, sample_indices, symbol_names
@@ -39,24 +41,6 @@ GRACE_S = 0.3  # after the window, for ticks produced before its end to arrive o
 CLOSE_TIMEOUT_S = 2.0
 STALLED_RCVBUF = 4096  # bytes: a stalled client's socket fills within a fraction of a second
 _DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
-
-
-class Tracker:
-    """Counts subscriptions and disconnects across all clients."""
-
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
-        self.subscribed = 0
-        self.all_subscribed = asyncio.Event()
-        self.disconnects = 0
-        self.stalled = 0
-        self.close_codes: Counter[str] = Counter()
-        self.errors = 0
-
-    def on_subscribed(self) -> None:
-        self.subscribed += 1
-        if self.subscribed >= self.expected:
-            self.all_subscribed.set()
 
 
 class BenchClient(WSListener):
@@ -160,12 +144,6 @@ class Reading:
     server_cpu: float | None
     busy_cpu: float | None
     newest_ts: float
-
-
-def _share(before: float | None, after: float | None, seconds: float) -> float | None:
-    if before is None or after is None or seconds <= 0:
-        return None
-    return round((after - before) / seconds, 4)
 
 
 class Fleet:
@@ -282,9 +260,9 @@ def record(result: Measurement, fleet: Fleet, workload: Workload, before: Readin
     result.delivered = after.ticks - before.ticks
     result.sample_delivered = after.sample_ticks - before.sample_ticks
     result.frames = after.frames - before.frames
-    result.server_cpu = _share(before.server_cpu, after.server_cpu, seconds)
-    result.loadgen_cpu = _share(before.own_cpu, after.own_cpu, seconds)
-    busy = _share(before.busy_cpu, after.busy_cpu, seconds)
+    result.server_cpu = cpu_share(before.server_cpu, after.server_cpu, seconds)
+    result.loadgen_cpu = cpu_share(before.own_cpu, after.own_cpu, seconds)
+    busy = cpu_share(before.busy_cpu, after.busy_cpu, seconds)
     if busy is not None and result.server_cpu is not None and result.loadgen_cpu is not None:
         result.other_cpu = round(max(0.0, busy - result.server_cpu - result.loadgen_cpu), 4)
     result.freshest_lag_ms = round(window.t1 - after.newest_ts, 2)
@@ -296,8 +274,9 @@ def record(result: Measurement, fleet: Fleet, workload: Workload, before: Readin
                                                         sampled_subscriptions)
     result.owed_tps = round(result.owed / workload.measure_s, 1)
     if window.latencies:
-        p50, p99, top = percentiles(window.latencies, (50, 99, 100))
-        result.p50_ms, result.p99_ms, result.max_ms = round(p50, 3), round(p99, 3), round(top, 3)
+        low, p50, p99, top = percentiles(window.latencies, (0, 50, 99, 100))
+        result.min_ms, result.p50_ms = round(low, 3), round(p50, 3)
+        result.p99_ms, result.max_ms = round(p99, 3), round(top, 3)
     streams = [c.sample for c in fleet.clients if c.sample is not None]
     result.gaps = sum(s.gaps for s in streams)
     result.duplicates = sum(s.duplicates for s in streams)
@@ -320,24 +299,7 @@ def owed_by_all(window: Window, subscriptions: list[list[str]],
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 4:
-        print("usage: python -m ticker.bench.loadgen WORKLOAD_JSON URL TICK_RATE SERVER_PID",
-              file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("picows").setLevel(logging.WARNING)  # it logs every connect at INFO
-    workload = Workload.from_json(orjson.loads(args[0]))
-    coroutine = run_step(workload, args[1], float(args[2]), int(args[3]))
-    try:
-        import uvloop  # the same loop uvicorn picks; several times faster for many sockets
-    except ImportError:
-        result = asyncio.run(coroutine)
-    else:
-        result = uvloop.run(coroutine)
-    sys.stdout.write(orjson.dumps(result.to_json()).decode() + "\n")
-    return 0
+    return generator_main("ticker.bench.loadgen", run_step, argv)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,19 @@
 
 Definitions (field notes, "Fan-out speed"): a step is sustained when at least 99.9 % of the owed
 ticks were delivered on time (within 100 ms of the feed's ``ts``) and p99 latency is under 100 ms.
-We also require no gap, no duplicate and no dropped client, and, since only the sample is
-parsed, that the other clients received as much per owed tick as the sample did (within 1 %): both
-are counted by arrival in the same wall-clock window, so a server that sends in bursts skews both
-alike. A step whose load generator used more than 80 % of its core measured the generator, not
-the server: it is flagged rather than judged.
+We also require no gap, no duplicate and no dropped client. Where latency comes from
+(``latency_source``): "kernel" (the default load generator, ``ticker.bench.kernel_loadgen``)
+stamps every frame of every client with the kernel's receive time; "picows"
+(``ticker.bench.loadgen``) parses a sample of clients and stamps a frame when its Python callback
+ran, so it also requires that the other clients received as much per owed tick as the sample did
+(within 1 %).
+
+The load generator must not be the bottleneck: a step whose generator used more than 80 % of its
+core measured the generator, not the server: it is flagged rather than judged. With kernel
+timestamps, so is a step where the generator read too coarsely to place p99 within 5 ms (a read
+stamps every frame in it with its last segment's arrival; ``p99_low_ms`` is p99 with each frame
+that may have come earlier moved back to the socket's previous read, so the true p99 lies
+between the two), or that got reads without a kernel timestamp.
 """
 
 from __future__ import annotations
@@ -18,6 +26,9 @@ MIN_ON_TIME = 0.999
 MAX_P99_MS = 100.0
 MIN_OUTSIDE_SHARE = 0.99  # ticks per owed tick outside the sample, relative to the sample
 MAX_LOADGEN_CPU = 0.8
+MAX_P99_SPREAD_MS = 5.0  # p99 minus its lower bound (kernel timestamps): more, and it is blurred
+KERNEL = "kernel"  # latency from SO_TIMESTAMPNS receive times, every frame of every client
+PICOWS = "picows"  # latency from a sampled client's callback time (time.time())
 NOISY_CPU = 0.25  # other programs using more than this (in cores) make a step worth repeating
 
 
@@ -26,17 +37,21 @@ class Measurement:
     tick_rate: float  # ticks/s the server's feed produces, across all symbols
     clients: int
     subscribed: int  # clients that got "subscribed" before the warm-up
-    window_s: float = 0.0  # measured wall time, between the two counter readings
-    delivered: int = 0  # ticks received by all clients in the window (counted, not parsed)
+    # The window's length: picows, the wall time between the two counter readings; kernel, the
+    # window itself, as arrivals are placed in it by their kernel stamps.
+    window_s: float = 0.0
+    delivered: int = 0  # ticks received by all clients in the window (picows: counted, not parsed)
     sample_delivered: int = 0  # the part of ``delivered`` the sampled clients received
     frames: int = 0
     owed: int = 0  # ticks all clients were owed for the window: per symbol span x subscribers
     owed_tps: float = 0.0  # owed over the window's length (in tick time)
     uncovered_symbols: int = 0  # symbols with subscribers but no sampled one (owed estimated)
-    sample_clients: int = 0
+    sample_clients: int = 0  # clients whose ticks are parsed: all of them with kernel stamps
     sample_owed: int = 0
     sample_received: int = 0
     sample_on_time: int = 0
+    latency_source: str = PICOWS  # KERNEL or PICOWS (older JSON: picows)
+    min_ms: float | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
@@ -50,6 +65,19 @@ class Measurement:
     server_cpu: float | None = None  # of one core, over the window
     loadgen_cpu: float | None = None
     other_cpu: float | None = None  # other programs on the machine, in cores: noise
+    # Kernel timestamps only: p50 and p99 with each frame that may have arrived before its read's
+    # last segment placed at the socket's previous read instead (lower bounds), how many frames
+    # that concerned, the generator's reads in the window, how long after the kernel's stamp each
+    # returned, reads that carried no stamp, and the time to decode after the window.
+    p50_low_ms: float | None = None
+    p99_low_ms: float | None = None
+    early_frames: int = 0
+    reads: int = 0
+    read_lag_p50_ms: float | None = None
+    read_lag_p99_ms: float | None = None
+    read_lag_max_ms: float | None = None
+    untimestamped_reads: int = 0
+    digest_s: float | None = None
     failure: str | None = None  # the step could not be measured at all
 
     @property
@@ -69,6 +97,13 @@ class Measurement:
             return None
         others = (self.delivered - self.sample_delivered) / others_owed
         return others / (self.sample_delivered / self.sample_owed)
+
+    @property
+    def p99_spread_ms(self) -> float | None:
+        """How far the true p99 may lie below the reported one (kernel timestamps)."""
+        if self.p99_ms is None or self.p99_low_ms is None:
+            return None
+        return self.p99_ms - self.p99_low_ms
 
     @property
     def noisy(self) -> bool:
@@ -110,11 +145,23 @@ class Verdict:
 
 
 def judge(step: Measurement) -> Verdict:
-    trusted = step.loadgen_cpu is None or step.loadgen_cpu <= MAX_LOADGEN_CPU
-    problems = _problems(step)
-    if not trusted:
-        problems.insert(0, f"load generator at {step.loadgen_cpu:.0%} of its core")
-    return Verdict(not problems, trusted, "; ".join(problems))
+    saturated = _saturated(step)
+    problems = saturated + _problems(step)
+    return Verdict(not problems, not saturated, "; ".join(problems))
+
+
+def _saturated(step: Measurement) -> list[str]:
+    """Why the load generator, not the server, may have been the bottleneck."""
+    reasons = []
+    if step.loadgen_cpu is not None and step.loadgen_cpu > MAX_LOADGEN_CPU:
+        reasons.append(f"load generator at {step.loadgen_cpu:.0%} of its core")
+    spread = step.p99_spread_ms
+    if spread is not None and spread > MAX_P99_SPREAD_MS:
+        reasons.append(f"load generator read too coarsely: p99 between {step.p99_low_ms:.1f} "
+                       f"and {step.p99_ms:.1f} ms")
+    if step.untimestamped_reads:
+        reasons.append(f"{step.untimestamped_reads} reads without a kernel timestamp")
+    return reasons
 
 
 def _problems(step: Measurement) -> list[str]:
@@ -138,5 +185,5 @@ def _problems(step: Measurement) -> list[str]:
     return problems
 
 
-__all__ = ["MAX_LOADGEN_CPU", "MAX_P99_MS", "MIN_ON_TIME", "NOISY_CPU", "Measurement", "Verdict",
-           "judge"]
+__all__ = ["KERNEL", "MAX_LOADGEN_CPU", "MAX_P99_MS", "MAX_P99_SPREAD_MS", "MIN_ON_TIME",
+           "NOISY_CPU", "PICOWS", "Measurement", "Verdict", "judge"]

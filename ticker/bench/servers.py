@@ -2,11 +2,18 @@
 
 Each step starts its server afresh at the step's tick rate, in its own process pinned to one core,
 with its output in a log file; the load generator gets the other core.
+
+The Node.js baseline (``node_ws/server.js``) needs node, npm and its locked ``ws``: before its
+first step, ``npm ci`` installs it into ``bench/baselines/node_ws/node_modules`` (git-ignored),
+once per version of its package files; without node or npm, or if npm cannot install, it is
+reported missing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 import shutil
 import signal
@@ -22,8 +29,11 @@ import ticker
 
 ROOT = Path(ticker.__file__).resolve().parents[1]  # the checkout: feeds/, ticker/, bench/
 BASELINES = ROOT / "bench" / "baselines"
+NODE_WS = BASELINES / "node_ws"  # package.json, package-lock.json, server.js
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+NPM_CI_TIMEOUT_S = 180.0
+_INSTALLED = ".ticker-installed"  # in node_modules/: sha256 of the package files it came from
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,9 @@ KINDS = (
                "websockets_broadcast.py", 50.0),
     ServerKind("batched", "Starlette, encoded once, all clients flushed every 50 ms",
                "batched_starlette.py", 50.0),
+    ServerKind("node-ws", "Node.js ws, encoded once, one write per client per flush",
+               "node_ws/server.js", 50.0,
+               by_default=shutil.which("node") is not None and shutil.which("npm") is not None),
 )
 KIND_NAMES = tuple(kind.name for kind in KINDS)
 
@@ -103,12 +116,76 @@ def server_command(kind: ServerKind, port: int, symbols: int, tick_rate: float,
     if kind.script is None:
         return [sys.executable, "-m", "ticker", "serve", "--host", "127.0.0.1",
                 "--log-level", "warning", *common]
+    if kind.script.endswith(".js"):
+        node_ws_problem()  # npm ci, once; if it failed, the step fails and its log says why
+        # Node runs the market (node_feed.py, under this Python) as its child, on its core.
+        return [shutil.which("node") or "node", str(BASELINES / kind.script),
+                "--python", sys.executable, *common]
     return [sys.executable, str(BASELINES / kind.script), *common]
 
 
 def missing_baselines() -> list[str]:
+    """The baselines' scripts that cannot run here: not in this checkout, or (node-ws) no node,
+    npm or installed ``ws`` (each reason said once on stderr)."""
     return [kind.script for kind in KINDS
-            if kind.script is not None and not (BASELINES / kind.script).is_file()]
+            if kind.script is not None and (
+                not (BASELINES / kind.script).is_file()
+                or (kind.script.endswith(".js") and node_ws_problem() is not None))]
+
+
+@functools.cache
+def node_ws_problem() -> str | None:
+    """Why the Node.js baseline cannot run, or None once its packages are installed."""
+    problem = npm_ci(NODE_WS)
+    if problem is not None:
+        print(f"ticker bench: node-ws left out: {problem}", file=sys.stderr)
+    return problem
+
+
+def npm_ci(directory: Path, timeout: float = NPM_CI_TIMEOUT_S) -> str | None:
+    """``npm ci`` in ``directory`` unless its node_modules came from the same package.json and
+    lockfile already; None on success, else what went wrong. One install at a time."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        return "node and npm are needed (Debian: apt-get install nodejs npm)"
+    lock = directory / "package-lock.json"
+    stamp = directory / "node_modules" / _INSTALLED
+    try:
+        with lock.open("rb") as file:
+            _lock_file(file.fileno())
+            package = (directory / "package.json").read_bytes()
+            digest = hashlib.sha256(file.read() + package).hexdigest()
+            if stamp.is_file() and stamp.read_text().strip() == digest:
+                return None
+            try:
+                done = subprocess.run(
+                    [npm, "ci", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"],
+                    cwd=directory, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                    timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                return f"npm ci in {directory} took over {timeout:.0f} s"
+            if done.returncode != 0:
+                return f"npm ci in {directory} failed ({done.returncode}): {_npm_error(done)}"
+            stamp.write_text(digest + "\n")
+    except OSError as error:
+        return f"cannot install {directory}: {error}"
+    return None
+
+
+def _npm_error(done: subprocess.CompletedProcess[str]) -> str:
+    """The first three lines of npm's complaint (its usage text follows), without the prefix."""
+    lines = [line.removeprefix("npm error").removeprefix("npm ERR!").strip()
+             for line in (done.stderr or done.stdout).splitlines()]
+    return "; ".join([line for line in lines if line][:3])
+
+
+def _lock_file(fd: int) -> None:
+    """Hold an exclusive lock on ``fd`` until it is closed (where the OS has flock)."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def free_port() -> int:
@@ -162,4 +239,4 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 __all__ = ["KINDS", "KIND_NAMES", "Cores", "ServerKind", "free_port", "missing_baselines",
-           "running", "server_command"]
+           "node_ws_problem", "npm_ci", "running", "server_command"]
