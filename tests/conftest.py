@@ -11,9 +11,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(autouse=True)
-def collect_garbage_after_each_test() -> Iterator[None]:
-    """A socket or transport a test leaves open is reported (ResourceWarning, an error here)
-    by that test, not by whichever later test the garbage collector happens to run in."""
+@pytest.fixture(scope="module", autouse=True)
+def collect_garbage_after_each_module() -> Iterator[None]:
+    """A socket or transport a test module leaves open is reported (ResourceWarning, an error
+    here) at the end of that module, not in whichever later test the garbage collector happens
+    to run (once per module: after every test would cost the suite a minute)."""
     yield
     gc.collect()
