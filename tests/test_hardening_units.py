@@ -150,3 +150,14 @@ def test_close_codes_fall_in_two_ranges() -> None:
         assert is_terminal_close(code) is (name not in reconnect), name
     assert is_terminal_close(4999) and not is_terminal_close(4499)
     assert not is_terminal_close(1006)  # an abnormal drop: reconnect
+
+
+def test_the_no_feed_close_says_why_and_fits_a_close_frame() -> None:
+    from ticker.transport.ws import MAX_CLOSE_REASON, not_ready_close_reason
+
+    assert not_ready_close_reason(None) == "no feed yet: retry shortly"
+    assert not_ready_close_reason("Coinbase: refused") == \
+        "no feed yet: retry shortly (Coinbase: refused)"
+    long = not_ready_close_reason("é" * 200)  # two bytes each: cut on a character, not a byte
+    assert len(long.encode()) <= MAX_CLOSE_REASON and long.endswith("...")
+    assert long.startswith("no feed yet: retry shortly (é")

@@ -48,12 +48,16 @@ async def test_a_relay_starts_before_its_upstream_and_says_why_it_is_not_ready()
         reason = answer.json()["reason"]
         assert "no feed yet" in reason and "upstream away" in reason
         assert f"127.0.0.1:{upstream_port}" in reason
-        # A client may connect now: it is told to come back (1013) and does, by itself.
+        # A client may connect now: it is told to come back (1013, saying why) and does, by
+        # itself.
         async with ticker.client.connect(relay.ws_url, ["AAPL"],
                                          backoff=Backoff(0.05, 0.3)) as stream:
+            reading = asyncio.ensure_future(anext(stream))
+            await wait_for(lambda: "1013" in (stream.problem or ""))
+            assert "no feed yet: retry shortly (ticker (ws://127.0.0.1:" in (stream.problem or "")
             with running_server(make_config(**{"feed.tick_rate": 300.0}), port=upstream_port):
                 async with asyncio.timeout(20 * UNIT):
-                    first = await anext(stream)
+                    first = await reading
                 assert isinstance(first, Tick) and first.symbol == "AAPL"
                 await wait_for(lambda: readyz(relay.port).status_code == 200)
                 assert readyz(relay.port).json()["feed"] == "relay"

@@ -79,6 +79,7 @@ class Node:
         self.poll_settings = PollSettings(server.max_symbols_per_connection,
                                           config.hub.history_size, server.max_connections,
                                           self.stats)
+        self.ws_settings.not_ready_reason = lambda: getattr(self.feed, "problem", None)
         self.alpaca_settings = alpaca_settings(config, self.ws_settings)
         self.catalog = RecordingCatalog(config.recordings.dir)
         self.replay_settings = ReplaySettings(self.catalog, config.hub.snapshot_size,

@@ -60,6 +60,21 @@ class WebSocketSettings:
         self.stats = stats or Stats()
         self.flusher = flusher
         self.send_buffer = send_buffer
+        # Why this node has no feed yet, for the 1013 a client then gets (a live upstream away).
+        self.not_ready_reason: Callable[[], str | None] = lambda: None
+
+
+MAX_CLOSE_REASON = 123  # bytes: RFC 6455 leaves a close frame's reason 123 of its 125
+
+
+def not_ready_close_reason(why: str | None) -> str:
+    """"no feed yet: retry shortly", with the reason when there is one, cut to fit a close frame
+    (a page shows it while it waits; /readyz has it whole)."""
+    text = "no feed yet: retry shortly" + (f" ({why})" if why else "")
+    data = text.encode()
+    if len(data) <= MAX_CLOSE_REASON:
+        return text
+    return data[:MAX_CLOSE_REASON - 3].decode("utf-8", "ignore") + "..."
 
 
 def wall_clock_ms() -> float:
@@ -93,7 +108,8 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
     cap_send_buffer(websocket, settings.send_buffer)
     if not hub.ready:
         # A relay node whose feed has not started: nothing to describe in a hello yet.
-        await websocket.close(CLOSE_TRY_AGAIN_LATER, "no feed yet: retry shortly")
+        await websocket.close(CLOSE_TRY_AGAIN_LATER, not_ready_close_reason(
+            settings.not_ready_reason()))
         return
     transport_stats = stats.transports[transport]
     subscriber = Subscriber(settings.max_lag, settings.max_frame_ticks, transport_stats,
