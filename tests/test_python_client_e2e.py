@@ -140,6 +140,7 @@ async def test_a_refused_token_stops_with_a_clear_error_and_a_good_one_streams()
             async with open_stream(f"{url}?token={TOKEN}", ["AAPL"],
                                    transport=transport) as in_url:
                 await read(in_url, Tape(), 10)
+                assert in_url.problem is None, in_url.problem
 
 
 async def test_an_unknown_symbol_stops_the_stream_with_the_server_s_words() -> None:
@@ -212,7 +213,7 @@ async def test_auto_falls_back_to_sse_where_the_websocket_is_refused() -> None:
         async with open_stream(server.ws_url, ["AAPL"]) as stream:
             tape = Tape()
             await read(stream, tape, 20)
-            assert stream.transport == "sse"
+            assert stream.transport == "sse" and stream.problem is None
             tape.assert_contiguous()
         async with open_stream(server.ws_url, ["AAPL"], transport="ws") as only_ws:
             with pytest.raises(StreamClosed, match="no WebSocket here"):

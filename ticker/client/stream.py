@@ -165,6 +165,8 @@ class Stream:
             return
         if message.get("type") == "hello":
             await self._ask()
+            if self._connection is not None and self._connection.kind == "sse":
+                self.problem = None  # its URL asked: the stream is live once it says hello
         if message.get("type") == "subscribed":
             self._unanswered.discard(str(message.get("id")))
             if not self._unanswered:
