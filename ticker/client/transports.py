@@ -118,16 +118,66 @@ def _refusal(status: int, body: bytes, websocket: bool = False) -> Closed:
     return Closed(reason, terminal=True, code=status)
 
 
+class HttpGet:
+    """One GET over HTTP/1.1, parsed with h11 (uvicorn's own HTTP/1.1 parser) on an asyncio
+    stream: the request is sent on :meth:`send`, then its response and body are read."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+        self._http = h11.Connection(h11.CLIENT)
+
+    @classmethod
+    async def send(cls, url: str, headers: list[tuple[str, str]], timeout: float) -> HttpGet:
+        """Connect to ``url``'s host and send the GET of its path and query."""
+        parts = urlsplit(url)
+        secure = parts.scheme == "https"
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(
+            parts.hostname or "localhost", parts.port or (443 if secure else 80),
+            ssl=ssl.create_default_context() if secure else None), timeout)
+        request = cls(reader, writer)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        writer.write(request._http.send(h11.Request(
+            method="GET", target=target, headers=[("Host", parts.netloc), *headers])) or b"")
+        writer.write(request._http.send(h11.EndOfMessage()) or b"")
+        return request
+
+    async def next_event(self) -> Any:
+        while True:
+            event = self._http.next_event()
+            if event is h11.NEED_DATA:
+                self._http.receive_data(await self._reader.read(65536))
+                continue
+            return event
+
+    async def response(self) -> h11.Response:
+        event = await self.next_event()
+        if not isinstance(event, h11.Response):
+            raise Closed(f"not an HTTP response: {type(event).__name__}")
+        return event
+
+    async def body(self) -> bytes:
+        chunks = []
+        while True:
+            event = await self.next_event()
+            if isinstance(event, h11.Data):
+                chunks.append(bytes(event.data))
+            else:
+                return b"".join(chunks)
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+
 class SseConnection:
-    """GET /sse as an event stream, parsed with h11 (uvicorn's own HTTP/1.1 parser) over an
-    asyncio stream. The server comments every 15 s on an idle stream, so silence for
-    ``silence`` seconds means the connection is gone."""
+    """GET /sse as an event stream. The server comments every 15 s on an idle stream, so
+    silence for ``silence`` seconds means the connection is gone."""
 
     kind = "sse"
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 connection: h11.Connection, silence: float) -> None:
-        self._reader, self._writer, self._http = reader, writer, connection
+    def __init__(self, request: HttpGet, silence: float) -> None:
+        self._request = request
         self._silence = silence
         self._buffer = b""
         self._events: list[dict[str, Any]] = []
@@ -136,62 +186,28 @@ class SseConnection:
     async def open(cls, url: str, symbols: Sequence[str], max_rate: float,
                    last_event_id: str | None, token: str | None, timeout: float,
                    silence: float = 45.0) -> SseConnection:
-        parts = urlsplit(url)
-        secure = parts.scheme == "https"
-        port = parts.port or (443 if secure else 80)
-        host = parts.hostname or "localhost"
-        target = f"{parts.path}?symbols={quote(','.join(symbols), safe=',')}"
+        query = f"symbols={quote(','.join(symbols), safe=',')}"
         if max_rate:
-            target += f"&max_rate={max_rate:g}"
-        headers = [("Host", parts.netloc), ("Accept", "text/event-stream"),
-                   ("Cache-Control", "no-store"), *_auth_headers(token)]
+            query += f"&max_rate={max_rate:g}"
+        headers = [("Accept", "text/event-stream"), ("Cache-Control", "no-store"),
+                   *_auth_headers(token)]
         if last_event_id is not None:
             headers.append(("Last-Event-ID", last_event_id))
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=ssl.create_default_context() if secure
-                                    else None), timeout)
-        http = h11.Connection(h11.CLIENT)
-        writer.write(http.send(h11.Request(method="GET", target=target, headers=headers)) or b"")
-        writer.write(http.send(h11.EndOfMessage()) or b"")
-        connection = cls(reader, writer, http, silence)
+        request = await HttpGet.send(f"{url}?{query}", headers, timeout)
         try:
-            response = await asyncio.wait_for(connection._response(), timeout)
+            response = await asyncio.wait_for(request.response(), timeout)
             if response.status_code != 200:
-                body = await asyncio.wait_for(connection._body(), timeout)
-                raise _refusal(response.status_code, body)
+                raise _refusal(response.status_code,
+                               await asyncio.wait_for(request.body(), timeout))
         except BaseException:
-            writer.close()
+            await request.close()
             raise
-        return connection
-
-    async def _next_http_event(self) -> Any:
-        while True:
-            event = self._http.next_event()
-            if event is h11.NEED_DATA:
-                data = await self._reader.read(65536)
-                self._http.receive_data(data)
-                continue
-            return event
-
-    async def _response(self) -> h11.Response:
-        event = await self._next_http_event()
-        if not isinstance(event, h11.Response):
-            raise Closed(f"not an HTTP response: {type(event).__name__}")
-        return event
-
-    async def _body(self) -> bytes:
-        chunks = []
-        while True:
-            event = await self._next_http_event()
-            if isinstance(event, h11.Data):
-                chunks.append(bytes(event.data))
-            else:
-                return b"".join(chunks)
+        return cls(request, silence)
 
     async def receive(self) -> dict[str, Any]:
         while not self._events:
             try:
-                event = await asyncio.wait_for(self._next_http_event(), self._silence)
+                event = await asyncio.wait_for(self._request.next_event(), self._silence)
             except TimeoutError:
                 raise Closed(f"the event stream was silent for {self._silence:.0f} s") from None
             except h11.RemoteProtocolError as error:
@@ -219,30 +235,19 @@ class SseConnection:
         raise RuntimeError("an SSE stream takes no messages: reconnect with new symbols")
 
     async def close(self) -> None:
-        self._writer.close()
-        with contextlib.suppress(OSError):
-            await self._writer.wait_closed()
+        await self._request.close()
 
 
 async def get_json(url: str, token: str | None = None, timeout: float = 10.0) -> Any:
     """GET ``url`` (http or https) and parse its JSON body; raises Closed for a status other than
     200, OSError or TimeoutError when it cannot be reached."""
-    parts = urlsplit(url)
-    secure = parts.scheme == "https"
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(
-        parts.hostname or "localhost", parts.port or (443 if secure else 80),
-        ssl=ssl.create_default_context() if secure else None), timeout)
-    http = h11.Connection(h11.CLIENT)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    headers = [("Host", parts.netloc), ("Accept", "application/json"), *_auth_headers(token)]
-    writer.write(http.send(h11.Request(method="GET", target=target, headers=headers)) or b"")
-    writer.write(http.send(h11.EndOfMessage()) or b"")
-    reader_side = SseConnection(reader, writer, http, timeout)
+    request = await HttpGet.send(url, [("Accept", "application/json"), *_auth_headers(token)],
+                                 timeout)
     try:
-        response = await asyncio.wait_for(reader_side._response(), timeout)
-        body = await asyncio.wait_for(reader_side._body(), timeout)
+        response = await asyncio.wait_for(request.response(), timeout)
+        body = await asyncio.wait_for(request.body(), timeout)
     finally:
-        await reader_side.close()
+        await request.close()
     if response.status_code != 200:
         raise _refusal(response.status_code, body)
     return orjson.loads(body)
