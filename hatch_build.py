@@ -1,8 +1,10 @@
-"""Compiles ticker/_order.c (the fan-out's merge into feed order) when the package is built.
+"""Compiles the fan-out's two C pieces when the package is built: ticker/_order.c (the merge into
+feed order) and ticker/_frames.c (a connection's drain into ready-to-send frames).
 
 Only a C compiler and Python's headers are needed, both on any machine that builds Python
-packages. Where the build fails, the package still installs and ticker.feed_order runs the same
-merge in Python, slower; with TICKER_REQUIRE_ALL_TOOLS set (CI) a failed build is an error.
+packages. Where a build fails, the package still installs and the same code runs in Python,
+slower (ticker/feed_order.py, ticker/subscriber.py); with TICKER_REQUIRE_ALL_TOOLS set (CI) a
+failed build is an error.
 """
 
 from __future__ import annotations
@@ -24,22 +26,26 @@ def compile_extension(source: Path, target: Path) -> None:
                     str(source), "-o", str(target)], check=True, capture_output=True, text=True)
 
 
-class OrderExtension(BuildHookInterface):  # type: ignore[type-arg]
+EXTENSIONS = {"_order": "the merge into feed order", "_frames": "the drain into frames"}
+
+
+class CompiledExtensions(BuildHookInterface):  # type: ignore[type-arg]
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        source = Path(self.root) / "ticker" / "_order.c"
-        target = source.with_name("_order" + str(sysconfig.get_config_var("EXT_SUFFIX")))
-        try:
-            compile_extension(source, target)
-        except (OSError, subprocess.CalledProcessError) as error:
-            detail = getattr(error, "stderr", "") or str(error)
-            if os.environ.get("TICKER_REQUIRE_ALL_TOOLS"):
-                raise RuntimeError(f"ticker: could not compile {source}: {detail}") from error
-            self.app.display_warning(f"ticker: {source.name} not compiled ({detail.strip()}); "
-                                     "the merge into feed order runs in pure Python")
-            return
-        if version != "editable":
-            build_data["force_include"][str(target)] = f"ticker/{target.name}"
-        build_data["pure_python"] = False
-        build_data["infer_tag"] = True
+        for name in EXTENSIONS:
+            source = Path(self.root) / "ticker" / f"{name}.c"
+            target = source.with_name(name + str(sysconfig.get_config_var("EXT_SUFFIX")))
+            try:
+                compile_extension(source, target)
+            except (OSError, subprocess.CalledProcessError) as error:
+                detail = getattr(error, "stderr", "") or str(error)
+                if os.environ.get("TICKER_REQUIRE_ALL_TOOLS"):
+                    raise RuntimeError(f"ticker: could not compile {source}: {detail}") from error
+                self.app.display_warning(f"ticker: {source.name} not compiled "
+                                         f"({detail.strip()}); {EXTENSIONS[name]} runs in Python")
+                continue
+            if version != "editable":
+                build_data["force_include"][str(target)] = f"ticker/{target.name}"
+            build_data["pure_python"] = False
+            build_data["infer_tag"] = True

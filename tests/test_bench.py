@@ -753,3 +753,41 @@ def test_the_node_ws_baseline_serves_the_batched_baselines_market(tmp_path: Path
     for symbol in symbols:
         assert sum(1 for s, _ in both if s == symbol) >= 10, (symbol, sorted(both))
     assert {key: node_market[key] for key in both} == {key: batched_market[key] for key in both}
+
+
+def test_the_cost_sweep_keeps_the_delivered_rate_with_whole_symbol_counts() -> None:
+    from ticker.bench.cost import symbols_per_client
+
+    assert [symbols_per_client(100_000, 1000, 100, clients)
+            for clients in (100, 1000, 5000, 10_000)] == [100, 10, 2, 1]
+    with pytest.raises(ValueError, match="whole number"):
+        symbols_per_client(100_000, 1000, 100, 3000)  # 3.33 symbols each
+    with pytest.raises(ValueError, match="whole number"):
+        symbols_per_client(100_000, 1000, 100, 50)  # 200 symbols each, of 100
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(int(120 * UNIT))
+def test_bench_cost_prints_cpu_per_tick_and_per_frame_for_each_client_count(
+        tmp_path: Path) -> None:
+    out = tmp_path / "cost.json"
+    done = run_bench(tmp_path, "cost", "--clients", "20,40", "--delivered", "4000", "--rate",
+                     "200", "--symbols", "20", "--warmup", "0.5", "--measure", "1",
+                     "--out", str(out), "--log-dir", str(tmp_path / "logs"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "us/tick" in done.stdout and "us/frame" in done.stdout, done.stdout
+    points = json.loads(out.read_text())["points"]
+    assert [(p["clients"], p["symbols_per_client"]) for p in points] == [(20, 20), (40, 10)]
+    for p in points:
+        assert p["failure"] is None and p["subscribed"] == p["clients"], p
+        assert p["gaps"] == 0 and p["duplicates"] == 0, p
+        assert 0.7 < p["delivered_share"] < 1.3, p
+        if p["server_cpu"]:  # /proc counts in 10 ms ticks: a quiet 1 s step may show 0 %
+            assert p["cpu_us_per_tick"] == pytest.approx(
+                1e6 * p["server_cpu"] / p["delivered_tps"], rel=1e-2), p
+            assert p["cpu_us_per_frame"] >= p["cpu_us_per_tick"], p
+    assert "refused" not in done.stdout
+    assert (tmp_path / "logs" / "40-clients").is_dir()
+    bad = run_bench(tmp_path, "cost", "--clients", "30", "--delivered", "4000", "--rate", "200",
+                    "--symbols", "20")
+    assert bad.returncode == 2 and "whole number" in bad.stderr

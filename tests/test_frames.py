@@ -9,7 +9,7 @@ from websockets.frames import Frame, Opcode
 
 from tests.servers import make_config, running_server
 from tests.wsclient import TickerClient
-from ticker.transport.frames import text_frame_header
+from ticker.transport.frames import header_length, text_frame_header
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65_535, 65_536, 300_000])
@@ -17,6 +17,7 @@ def test_the_header_matches_websockets_own_serializer(length: int) -> None:
     payload = b"x" * length
     expected = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
     assert text_frame_header(length) + payload == expected
+    assert header_length(len(expected)) == len(text_frame_header(length))
 
 
 @pytest.mark.e2e

@@ -1,4 +1,4 @@
-/* The fan-out's one compiled piece: merging a connection's runs of ticks into feed order.
+/* One of the fan-out's compiled pieces: merging a connection's runs of ticks into feed order.
  *
  * A drain takes, per subscribed symbol, a run of encoded ticks and their places in the feed (see
  * ticker/subscriber.py). Clients must get them in feed order across symbols; in Python the merge
@@ -9,11 +9,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-typedef struct {
-    long long key;      /* the place of the run's next tick */
-    Py_ssize_t run;
-    Py_ssize_t next;    /* index of that tick in the run */
-} Head;
+#include "_heap.h"
 
 typedef struct {
     long long *ring;    /* the history's ring of places */
@@ -28,26 +24,6 @@ place(const Places *places, Py_ssize_t index)
     return places->ring[at < places->length ? at : at - places->length];
 }
 
-static void
-sift_down(Head *heap, Py_ssize_t size, Py_ssize_t at)
-{
-    Head moving = heap[at];
-    for (;;) {
-        Py_ssize_t child = 2 * at + 1;
-        if (child >= size) {
-            break;
-        }
-        if (child + 1 < size && heap[child + 1].key < heap[child].key) {
-            child++;
-        }
-        if (heap[child].key >= moving.key) {
-            break;
-        }
-        heap[at] = heap[child];
-        at = child;
-    }
-    heap[at] = moving;
-}
 
 PyDoc_STRVAR(merge_doc,
 "merge(runs) -> list[bytes]\n\n"

@@ -7,6 +7,7 @@ is the contract; ``web/protocol.js`` mirrors the names below and a test keeps th
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,6 +242,18 @@ def encode_tick(tick: Tick) -> bytes:
     # the defaults: 4 GB instead of 150 MB), so each is copied once into an exact-size object
     # (0.2 us; once per tick, not per client).
     return bytes(memoryview(encoded))
+
+
+_FIN_TEXT = 0x81
+
+
+def text_frame_header(length: int) -> bytes:
+    """The header of a server's unmasked, final text frame of ``length`` bytes (RFC 6455 5.2)."""
+    if length < 126:
+        return bytes((_FIN_TEXT, length))
+    if length < 1 << 16:
+        return struct.pack("!BBH", _FIN_TEXT, 126, length)
+    return struct.pack("!BBQ", _FIN_TEXT, 127, length)
 
 
 TICKS_PREFIX = b'{"type":"ticks","ticks":['

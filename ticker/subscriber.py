@@ -18,8 +18,16 @@ from dataclasses import dataclass
 
 from ticker.feed_order import Run, in_feed_order
 from ticker.history import History
-from ticker.protocol import CLOSE_SLOW_CONSUMER, TICKS_PREFIX, TICKS_SUFFIX
+from ticker.protocol import CLOSE_SLOW_CONSUMER, TICKS_PREFIX, TICKS_SUFFIX, text_frame_header
 from ticker.stats import TransportStats
+
+TakeFrames = Callable[[dict[str, "_Cursor"], int, int, bytes, bytes, bool],
+                      "tuple[list[bytes], int, bytes | None] | None"]
+compiled_take_frames: TakeFrames | None
+try:
+    from ticker._frames import take_frames as compiled_take_frames
+except ImportError:  # not built (no C compiler where it was installed): hatch_build.py
+    compiled_take_frames = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +107,7 @@ class Subscriber:
         :meth:`drain`'s frames, ``takes_frames``; elsewhere the flag changes nothing.)"""
         if self.close_request is None:
             if after_ticks and self.takes_frames:
-                self._messages += self._tick_frames()
+                self._messages += self.tick_frames()
             self._messages.append(data)
             self.wake()
 
@@ -135,10 +143,29 @@ class Subscriber:
     def drain(self) -> list[bytes]:
         """Everything due, as ready-to-send WebSocket frames: replies first, then the ticks."""
         frames = self.take_messages()
-        frames += self._tick_frames()
+        frames += self.tick_frames()
         return frames
 
-    def _tick_frames(self) -> list[bytes]:
+    def tick_frames(self, ws_header: bool = False) -> list[bytes]:
+        """Every tick due, in feed order, as "ticks" messages; with ``ws_header``, each with its
+        WebSocket frame header in front, ready for the socket (ticker/transport/frames.py)."""
+        if compiled_take_frames is not None:
+            taken = compiled_take_frames(self._cursors, self._max_lag, self._frame_ticks,
+                                         TICKS_PREFIX, TICKS_SUFFIX, ws_header)
+            if taken is not None:
+                self.pending = False
+                frames, count, first = taken
+                if count:
+                    stats = self.stats
+                    stats.ticks += count
+                    if first is not None and stats.latency.due():
+                        stats.latency.observe(first)
+                return frames
+        frames = self.tick_frames_in_python()
+        return [text_frame_header(len(frame)) + frame for frame in frames] if ws_header else frames
+
+    def tick_frames_in_python(self) -> list[bytes]:
+        """:meth:`tick_frames` without ``ticker._frames`` (and its reference in tests)."""
         ticks = in_feed_order(self.take_ticks())
         step = self._frame_ticks
         if len(ticks) <= step:

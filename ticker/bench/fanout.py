@@ -247,7 +247,8 @@ def _attempt(ramp: Ramp, kind: ServerKind, rate: float,
 
 
 def run_step(kind: ServerKind, rate: float, workload: Workload, cores: Cores,
-             log_dir: Path, patience: float = QUIET_WAIT_S, latency: str = KERNEL) -> Measurement:
+             log_dir: Path, patience: float = QUIET_WAIT_S, latency: str = KERNEL,
+             extra_env: dict[str, str] | None = None) -> Measurement:
     name = f"{kind.name}-{rate:g}"
     if patience > 0:
         wait_for_quiet(patience)
@@ -255,7 +256,7 @@ def run_step(kind: ServerKind, rate: float, workload: Workload, cores: Cores,
     command = server_command(kind, port, workload.symbols, rate, workload.seed)
     try:
         with running(command, cores.server, log_dir / f"{name}-server.log", port,
-                     kind.env()) as server:
+                     {**kind.env(), **(extra_env or {})}) as server:
             return run_loadgen(workload, port, rate, server.pid, cores.loadgen,
                                log_dir / f"{name}-loadgen.log", latency)
     except RuntimeError as error:

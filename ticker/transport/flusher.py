@@ -25,7 +25,11 @@ import functools
 from ticker.subscriber import Subscriber
 from ticker.transport.frames import DirectFrames
 
-CHUNK = 8  # connections per loop turn; 4-16 measured alike, a whole round is worse
+# Connections per loop turn; 4-16 measured alike. A whole round is worse: on 2026-12-03 at
+# 1000 clients, serving the whole queue in one turn cut the server's CPU at 30k ticks/s from 68 to
+# 61 % (back-to-back sends wake the reader less often) but raised p50/p99 from 3.5/12.9 to
+# 6.5/16.0 ms, and at 100k/s from 11.0/28.2 to 18.1/32.3 ms.
+CHUNK = 8
 
 
 class _Entry:
@@ -74,8 +78,9 @@ class Flusher:
             subscriber = entry.subscriber
             direct = entry.direct
             if subscriber.close_request is None and direct.ready():
-                for frame in subscriber.drain():
-                    direct.write(frame)
+                for message in subscriber.take_messages():
+                    direct.write(message)
+                direct.write_frames(subscriber.tick_frames(ws_header=True))
                 if subscriber.close_request is None:
                     continue
                 subscriber.pending = True  # the close is still to be sent, by the writer

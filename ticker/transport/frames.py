@@ -14,23 +14,22 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import struct
 from typing import Any
 
 from starlette.websockets import WebSocket
 from websockets.protocol import OPEN, Protocol
 
+from ticker.protocol import text_frame_header
 from ticker.stats import TransportStats
 
-_FIN_TEXT = 0x81
+__all__ = ["DirectFrames", "cap_send_buffer", "header_length", "text_frame_header"]
 
 
-def text_frame_header(length: int) -> bytes:
-    if length < 126:
-        return bytes((_FIN_TEXT, length))
-    if length < 1 << 16:
-        return struct.pack("!BBH", _FIN_TEXT, 126, length)
-    return struct.pack("!BBQ", _FIN_TEXT, 127, length)
+def header_length(frame_length: int) -> int:
+    """The header's share of a whole text frame of ``frame_length`` bytes (2, 4 or 10)."""
+    if frame_length <= 127:
+        return 2
+    return 4 if frame_length < (1 << 16) + 4 else 10
 
 
 class DirectFrames:
@@ -70,6 +69,18 @@ class DirectFrames:
         counts.frames += 1
         counts.direct_frames += 1
         counts.bytes += len(payload)
+
+    def write_frames(self, frames: list[bytes]) -> None:
+        """Complete text frames, header included (Subscriber.tick_frames(ws_header=True))."""
+        write = self._transport.write
+        payload = 0
+        for frame in frames:
+            write(frame)
+            payload += len(frame) - header_length(len(frame))
+        counts = self._counts
+        counts.frames += len(frames)
+        counts.direct_frames += len(frames)
+        counts.bytes += payload
 
 
 def cap_send_buffer(websocket: WebSocket, size: int) -> None:
