@@ -291,3 +291,39 @@ def test_the_market_clock_closes_minutes_by_feed_time_and_wakes_its_watchers() -
     watcher.take_messages()
     publish(hub, tick("JPM", 2, ts=180_000.0))
     assert not watcher.pending
+
+
+@pytest.mark.anyio
+async def test_a_conflated_subscriber_waiting_on_its_timer_is_not_woken_per_tick() -> None:
+    """A dashboard's max_rate cursor costs the hub nothing per tick once its timer is armed:
+    woken for the tick that arms it and by the timer, not for the ticks in between."""
+    hub = make_hub(history_size=200)
+    box = subscriber()
+    wakes = []
+    box.on_wake = lambda: wakes.append(1)
+    hub.connect(box)
+    hub.subscribe(box, ("AAPL",), max_rate=0.5)  # one update per 2 s
+    box.drain()  # hello, snapshot
+    publish(hub, tick("AAPL", 1))
+    assert tick_seqs(received(box), "AAPL") == [1]  # due at once: the first update
+    publish(hub, tick("AAPL", 2))
+    assert received(box) == []  # not due: the cursor arms its timer
+    wakes.clear()
+    for seq in range(3, 50):
+        publish(hub, tick("AAPL", seq))
+    assert wakes == [] and not box.pending
+
+
+@pytest.mark.anyio
+async def test_a_new_epoch_keeps_each_subscription_s_max_rate() -> None:
+    hub = make_hub(history_size=200)
+    box = subscriber()
+    hub.connect(box)
+    hub.subscribe(box, ("AAPL",), max_rate=0.5)
+    box.drain()
+    hub.ingest(FeedStart("e2", "simulated", SYMBOLS))
+    box.drain()
+    for seq in range(1, 6):
+        publish(hub, tick("AAPL", seq), epoch="e2")
+    assert tick_seqs(received(box), "AAPL") == [5]  # still conflated: only the latest
+    assert box.stats.conflated == 4

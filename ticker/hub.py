@@ -17,7 +17,7 @@ from ticker.bars import DAY_MS, INTERVALS_MS, MINUTE_MS, Bar, BarSeries, TradeBa
 from ticker.history import History
 from ticker.model import FeedEvent, FeedStart, SymbolInfo, Tick, TickBatch
 from ticker.protocol import Resume, encode_hello, encode_snapshot, encode_tick
-from ticker.subscriber import Close, Subscriber
+from ticker.subscriber import Close, Cursor, Subscriber
 
 log = logging.getLogger("ticker.hub")
 
@@ -47,7 +47,9 @@ class _SymbolState:
         self.folded_until = 0.0
         self.open: float | None = info.open
         self.last: Tick | None = None
-        self.subscribers: set[Subscriber] = set()
+        # Each subscriber's cursor on this symbol: one whose conflation timer is armed
+        # (max_rate) needs no wake-up per tick, so a tick costs O(eager subscribers).
+        self.subscribers: dict[Subscriber, Cursor] = {}
 
 
 class Hub:
@@ -97,14 +99,13 @@ class Hub:
         # holds for the old epoch by an empty snapshot marked reset, then follows the new run.
         for symbol, subscribers in subscriptions.items():
             state = self._states.get(symbol)
-            for subscriber in subscribers:
+            for subscriber, cursor in subscribers.items():
                 if state is None:
                     subscriber.unfollow(symbol)
                     continue
                 subscriber.put_message(encode_snapshot(symbol, self.epoch, (), True, 0))
-                subscriber.follow(symbol, state.history, 0)
-            if state is not None:
-                state.subscribers = subscribers
+                state.subscribers[subscriber] = subscriber.follow(
+                    symbol, state.history, 0, cursor.max_rate)
 
     def _fan_out(self, batch: TickBatch) -> None:
         states = self._states
@@ -125,8 +126,8 @@ class Hub:
             state.last = tick
             touched[tick.symbol] = state
         for state in touched.values():
-            for subscriber in state.subscribers:
-                if not subscriber.pending:
+            for subscriber, cursor in state.subscribers.items():
+                if not subscriber.pending and not cursor.armed:
                     subscriber.wake()
         self.ticks_ingested += len(batch.ticks)
         self.last_tick_at = time.monotonic()
@@ -155,9 +156,10 @@ class Hub:
                     state.history.last, seq)
         state.history = History(self._history_size)
         reset = encode_snapshot(symbol, self.epoch, (), True, seq - 1)
-        for subscriber in state.subscribers:
+        for subscriber, cursor in state.subscribers.items():
             subscriber.put_message(reset, after_ticks=True)
-            subscriber.follow(symbol, state.history, seq - 1)
+            state.subscribers[subscriber] = subscriber.follow(symbol, state.history, seq - 1,
+                                                              cursor.max_rate)
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -183,19 +185,19 @@ class Hub:
         first_messages: list[tuple[str, bytes | None]] = []
         for symbol in symbols:
             state = self._states[symbol]
-            state.subscribers.add(subscriber)
             history = state.history
             seq = resume.seqs.get(symbol) if resume is not None else None
             if seq is not None and resume is not None and resume.epoch == self.epoch \
                     and history.reaches(seq):
-                subscriber.follow(symbol, history, seq, max_rate)
+                state.subscribers[subscriber] = subscriber.follow(symbol, history, seq, max_rate)
                 first_messages.append((symbol, None))
                 continue
             ticks = history.latest(self._snapshot_size)
             first_messages.append(
                 (symbol, encode_snapshot(symbol, self.epoch, ticks, seq is not None,
                                          history.last)))
-            subscriber.follow(symbol, history, history.last, max_rate)
+            state.subscribers[subscriber] = subscriber.follow(symbol, history, history.last,
+                                                              max_rate)
         return first_messages
 
     def follow_live(self, subscriber: Subscriber, symbols: tuple[str, ...]) -> None:
@@ -204,8 +206,8 @@ class Hub:
         for symbol in symbols:
             state = self._states.get(symbol)
             if state is not None:
-                state.subscribers.add(subscriber)
-                subscriber.follow(symbol, state.history, state.history.last)
+                state.subscribers[subscriber] = subscriber.follow(symbol, state.history,
+                                                                  state.history.last)
 
     def watch_minutes(self, subscriber: Subscriber, watch: bool = True) -> None:
         """Wake ``subscriber`` whenever the market clock closes a minute (for minute bars)."""
@@ -219,7 +221,7 @@ class Hub:
             subscriber.unfollow(symbol)
             state = self._states.get(symbol)
             if state is not None:
-                state.subscribers.discard(subscriber)
+                state.subscribers.pop(subscriber, None)
 
     def broadcast(self, message: bytes, after_ticks: bool = False) -> None:
         """Send one message to every connection; with ``after_ticks``, after the ticks already

@@ -21,7 +21,7 @@ from ticker.history import History
 from ticker.protocol import CLOSE_SLOW_CONSUMER, TICKS_PREFIX, TICKS_SUFFIX, text_frame_header
 from ticker.stats import TransportStats
 
-TakeFrames = Callable[[dict[str, "_Cursor"], int, int, bytes, bytes, bool],
+TakeFrames = Callable[[dict[str, "Cursor"], int, int, bytes, bytes, bool],
                       "tuple[list[bytes], int, bytes | None] | None"]
 compiled_take_frames: TakeFrames | None
 try:
@@ -36,7 +36,7 @@ class Close:
     reason: str
 
 
-class _Cursor:
+class Cursor:
     __slots__ = ("armed", "fresh", "history", "interval", "next_due", "seq")
 
     def __init__(self, history: History, seq: int, interval: float) -> None:
@@ -45,7 +45,11 @@ class _Cursor:
         self.fresh = True  # placed but not yet drained: its backlog is not lag
         self.interval = interval  # seconds between conflated updates; 0 = every tick
         self.next_due = 0.0  # loop time of the next conflated update
-        self.armed = False  # a wake-up is scheduled for next_due
+        self.armed = False  # a wake-up is scheduled for next_due: the hub need not wake it
+
+    @property
+    def max_rate(self) -> float:
+        return 1.0 / self.interval if self.interval else 0.0
 
 
 class Subscriber:
@@ -57,7 +61,7 @@ class Subscriber:
 
     def __init__(self, max_lag: int, max_frame_ticks: int,
                  stats: TransportStats | None = None, takes_frames: bool = False) -> None:
-        self._cursors: dict[str, _Cursor] = {}
+        self._cursors: dict[str, Cursor] = {}
         # Whether the transport sends drain()'s protocol v1 frames (WebSocket), so that due ticks
         # can be framed ahead of a message that must follow them (put_message's after_ticks).
         self.takes_frames = takes_frames
@@ -82,12 +86,15 @@ class Subscriber:
         self.on_wake: Callable[[], None] | None = None
 
     def follow(self, symbol: str, history: History, after_seq: int,
-               max_rate: float = 0.0) -> None:
+               max_rate: float = 0.0) -> Cursor:
         """Deliver ``symbol``'s ticks after ``after_seq``, then everything that follows; with
-        ``max_rate`` (updates per second), only the latest tick at most that often."""
-        self._cursors[symbol] = _Cursor(history, after_seq, 1.0 / max_rate if max_rate else 0.0)
+        ``max_rate`` (updates per second), only the latest tick at most that often. Returns the
+        cursor, whose ``armed`` tells the hub that no wake-up is needed for new ticks."""
+        cursor = self._cursors[symbol] = Cursor(history, after_seq,
+                                                1.0 / max_rate if max_rate else 0.0)
         self.subscribed_ever = True
         self.wake()
+        return cursor
 
     def unfollow(self, symbol: str) -> None:
         self._cursors.pop(symbol, None)
@@ -204,7 +211,7 @@ class Subscriber:
             stats.latency.observe(runs[0][2][0])
         return runs
 
-    def _take_conflated(self, symbol: str, cursor: _Cursor, runs: list[Run]) -> None:
+    def _take_conflated(self, symbol: str, cursor: Cursor, runs: list[Run]) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         if now < cursor.next_due:
@@ -220,6 +227,6 @@ class Subscriber:
         cursor.seq = history.last
         cursor.next_due = now + cursor.interval
 
-    def _due(self, cursor: _Cursor) -> None:
+    def _due(self, cursor: Cursor) -> None:
         cursor.armed = False
         self.wake()

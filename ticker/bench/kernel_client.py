@@ -36,6 +36,7 @@ from ticker.bench.wsframes import (
 log = logging.getLogger("ticker.bench.kernel_client")
 
 HANDSHAKE_TIMEOUT_S = 20.0
+IP_BIND_ADDRESS_NO_PORT: int = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux's value
 STALLED_RCVBUF = 4096  # bytes: a stalled client's socket fills within a fraction of a second
 # How "ticks" messages start (ours and batched: orjson; naive: json.dumps): not decoded live.
 _TICKS_HEADS = (b'{"type":"ticks"', b'{"type": "ticks"')
@@ -44,9 +45,14 @@ _TICKS_HEADS = (b'{"type":"ticks"', b'{"type": "ticks"')
 class Client:
     """One plain non-blocking socket with kernel receive timestamps."""
 
-    def __init__(self, subscribe: bytes, tracker: Tracker, stalls: bool = False) -> None:
+    def __init__(self, subscribe: bytes, tracker: Tracker, stalls: bool = False,
+                 source: str | None = None) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setblocking(False)
+        if source is not None:  # a local address of its own: each has its own ~28k ports
+            # The port is chosen at connect, not at bind, so ports are not held twice.
+            self.sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            self.sock.bind((source, 0))
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.fd = self.sock.fileno()
