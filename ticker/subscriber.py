@@ -55,7 +55,8 @@ class Cursor:
 class Subscriber:
     # A plain list and Future rather than deque and asyncio.Event: each of those allocates about
     # 700 bytes up front, and 10,000 idle connections should stay small.
-    __slots__ = ("_cursors", "_frame_ticks", "_max_lag", "_messages", "_waiter", "close_request",
+    __slots__ = ("_cursors", "_frame_ticks", "_max_lag", "_messages", "_phase", "_timer_at",
+                 "_waiter", "close_request",
                  "on_wake", "opened_at", "pending", "sending_since", "stats", "subscribed_ever",
                  "takes_frames", "writer")
 
@@ -66,6 +67,8 @@ class Subscriber:
         # can be framed ahead of a message that must follow them (put_message's after_ticks).
         self.takes_frames = takes_frames
         self._messages: list[bytes] = []
+        self._timer_at = 0.0  # loop time of the conflation timer pending, 0 = none
+        self._phase: float | None = None  # loop time of its first conflated update
         self._waiter: asyncio.Future[None] | None = None
         # The hub checks this before waking, so a busy connection is woken once per drain.
         self.pending = False
@@ -195,7 +198,8 @@ class Subscriber:
             if history.last == cursor.seq:
                 continue
             if cursor.interval:
-                self._take_conflated(symbol, cursor, runs)
+                if not cursor.armed:  # armed: its timer wakes us when it is due
+                    self._take_conflated(symbol, cursor, runs)
                 continue
             if not cursor.fresh and history.last - cursor.seq > self._max_lag:
                 self.close(Close(CLOSE_SLOW_CONSUMER,
@@ -214,19 +218,52 @@ class Subscriber:
     def _take_conflated(self, symbol: str, cursor: Cursor, runs: list[Run]) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if now < cursor.next_due:
-            if not cursor.armed:
-                cursor.armed = True
-                loop.call_at(cursor.next_due, self._due, cursor)
-            return
-        history = cursor.history
-        ticks, places, start = history.after_placed(history.last - 1)
-        runs.append((symbol, history.last, ticks, places, start))
-        self.stats.ticks += 1
-        self.stats.conflated += max(0, history.last - cursor.seq - 1)
-        cursor.seq = history.last
-        cursor.next_due = now + cursor.interval
+        if now >= cursor.next_due:
+            history = cursor.history
+            ticks, places, start = history.after_placed(history.last - 1)
+            runs.append((symbol, history.last, ticks, places, start))
+            self.stats.ticks += 1
+            self.stats.conflated += max(0, history.last - cursor.seq - 1)
+            cursor.seq = history.last
+            if self._phase is None:
+                self._phase = now
+            cursor.next_due = next_slot(now, cursor.interval, self._phase)
+        # Armed at once, not at the next tick: until its timer the hub does not wake us for
+        # this symbol, so a busy symbol costs a conflated client one wake-up per interval.
+        cursor.armed = True
+        due = cursor.next_due
+        if not self._timer_at or due < self._timer_at:
+            self._timer_at = due
+            loop.call_at(due, self._due)
 
-    def _due(self, cursor: Cursor) -> None:
-        cursor.armed = False
+    def _due(self) -> None:
+        """The conflation timer: every cursor due by now may take its next update."""
+        self._timer_at = 0.0
+        now = asyncio.get_running_loop().time() + TIMER_SLACK
+        later = 0.0
+        for cursor in self._cursors.values():
+            if cursor.armed:
+                if cursor.next_due <= now:
+                    cursor.armed = False
+                elif not later or cursor.next_due < later:
+                    later = cursor.next_due
+        if later:  # a cursor with another interval, due after this one
+            self._timer_at = later
+            asyncio.get_running_loop().call_at(later, self._due)
         self.wake()
+
+
+# The loop's timers keep milliseconds: one may fire that much before its time.
+TIMER_SLACK = 0.002
+
+
+def next_slot(now: float, interval: float, phase: float) -> float:
+    """When a conflated cursor given an update at ``now`` may have its next: the slot after the
+    one nearest ``now`` on the connection's grid of ``interval`` from ``phase``. So one client's
+    symbols at the same rate fall due together, and it gets one frame per interval rather than
+    one per symbol (measured: 10,000 clients x 3 symbols at 1/s took the whole server core at
+    17k updates/s with a timer per symbol); and an update sent late (the server was busy) does
+    not push the next one a whole interval further. Steady updates come exactly ``interval``
+    apart; the first after a quiet spell may come from half to one and a half intervals after
+    the one before."""
+    return phase + (round((now - phase) / interval) + 1) * interval

@@ -70,6 +70,7 @@ class Result:
     staleness_p50_ms: float | None = None
     staleness_p99_ms: float | None = None
     subscriptions_short: int = 0
+    updates_per_subscription: dict[str, int] = field(default_factory=dict)  # count: how many
     seq_regressions: int = 0
     disconnects: int = 0
     server_cpu: float | None = None
@@ -243,10 +244,11 @@ async def measure(args: argparse.Namespace, clients_wanted: int, port: int, serv
         updates = digest(client, t0, t1, staleness)
         result.delivered_updates += updates.delivered
         result.seq_regressions += updates.regressions
-        result.subscriptions_short += sum(
-            1 for count in (updates.per_symbol.get(symbol, 0)
-                            for symbol in orjson.loads(client.subscribe)["symbols"])
-            if count < owed_each)
+        for symbol in orjson.loads(client.subscribe)["symbols"]:
+            count = updates.per_symbol.get(symbol, 0)
+            result.subscriptions_short += count < owed_each
+            spread = result.updates_per_subscription
+            spread[str(count)] = spread.get(str(count), 0) + 1
     result.window_s = args.window
     result.updates_per_s = round(result.delivered_updates / args.window, 1)
     result.owed_updates_per_s = connected * args.symbols_per_client * args.max_rate
@@ -313,6 +315,8 @@ def _wait_ready(port: int, server: Any) -> None:
 
 
 def table(result: Result) -> str:
+    spread = dict(sorted(result.updates_per_subscription.items(), key=lambda kv: int(kv[0])))
+
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{value:.1f} ms"
 
@@ -327,7 +331,8 @@ def table(result: Result) -> str:
         f"delivered: {result.updates_per_s:,.0f} updates/s of {result.owed_updates_per_s:,.0f} "
         f"owed; staleness p50 {ms(result.staleness_p50_ms)}, p99 {ms(result.staleness_p99_ms)}",
         f"missed: {result.subscriptions_short} subscriptions short of their updates, "
-        f"{result.seq_regressions} seqs backwards, {result.disconnects} disconnects",
+        f"{result.seq_regressions} seqs backwards, {result.disconnects} disconnects; updates "
+        f"per subscription in the window: {spread}",
         f"server CPU {cpu}, load generator CPU "
         + ("-" if result.loadgen_cpu is None else f"{result.loadgen_cpu:.0%}"),
     ]
