@@ -791,3 +791,29 @@ def test_bench_cost_prints_cpu_per_tick_and_per_frame_for_each_client_count(
     bad = run_bench(tmp_path, "cost", "--clients", "30", "--delivered", "4000", "--rate", "200",
                     "--symbols", "20")
     assert bad.returncode == 2 and "whole number" in bad.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(int(120 * UNIT))
+def test_bench_connections_holds_its_clients_refuses_past_the_cap_and_misses_nothing(
+        tmp_path: Path) -> None:
+    from ticker.bench.connections import PORTS_PER_SOURCE, source_address
+
+    assert source_address(0) == "127.0.0.2"
+    assert source_address(PORTS_PER_SOURCE) == "127.0.0.3"  # before one address runs out
+    out = tmp_path / "connections.json"
+    done = run_bench(tmp_path, "connections", "--clients", "60", "--max-rate", "0.5",
+                     "--window", "4", "--tick-rate", "2000", "--out", str(out),
+                     "--log-dir", str(tmp_path / "logs"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())["result"]
+    assert result["connected"] == 60 and result["disconnects"] == 0, result
+    assert result["over_cap_refused_503"] == 50 and result["over_cap_other"] == {}, result
+    assert result["bytes_per_connection"] > 0 and result["handshakes_per_s"] > 0, result
+    assert result["seq_regressions"] == 0, result
+    # 2000 ticks/s over 100 symbols: the quietest symbol trades about 8 times a second, so
+    # every subscription has a tick for each of its 2 s intervals, and gets an update.
+    assert result["subscriptions_short"] == 0, result
+    assert 0.9 < result["updates_per_s"] / result["owed_updates_per_s"] < 1.1, result
+    assert 0 < result["staleness_p50_ms"] <= result["staleness_p99_ms"] < 1000, result
+    assert "refused with 503" in done.stdout and "KB per connection" in done.stdout

@@ -33,6 +33,7 @@ from ticker.brokers import Broker, broker_from_url
 from ticker.config import Config
 from ticker.health import NodeState, readiness
 from ticker.hub import Hub
+from ticker.limits import fit_max_connections
 from ticker.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ticker.metrics import registry_for
 from ticker.metrics import render as render_metrics
@@ -67,17 +68,18 @@ class Node:
         server = config.server
         self.stats = stats or Stats()
         self.pacer = FramePacer(server.max_frame_interval)
+        max_connections = fit_max_connections(server.max_connections)
         self.ws_settings = WebSocketSettings(
             server.send_timeout, config.max_lag, server.max_frame_ticks,
             server.max_symbols_per_connection, OriginPolicy(server.allowed_origins), self.pacer,
-            server.max_connections,
+            max_connections,
             OpRate(server.ops_per_second, server.ops_burst, server.rate_limit_strikes),
             self.stats, Flusher(), server.ws_send_buffer)
         self.sse_settings = SseSettings(config.max_lag, server.max_frame_ticks,
                                         server.max_symbols_per_connection, server.sse_keepalive,
-                                        server.max_connections, self.stats)
+                                        max_connections, self.stats)
         self.poll_settings = PollSettings(server.max_symbols_per_connection,
-                                          config.hub.history_size, server.max_connections,
+                                          config.hub.history_size, max_connections,
                                           self.stats)
         self.ws_settings.not_ready_reason = lambda: getattr(self.feed, "problem", None)
         self.alpaca_settings = alpaca_settings(config, self.ws_settings)
