@@ -33,3 +33,20 @@ async def test_the_default_server_writes_frames_directly_and_clients_read_them()
         await client.close()
         ws = server.node.stats.transports["ws"]
         assert ws.direct_frames > 0 and ws.direct_frames <= ws.frames
+
+
+@pytest.mark.e2e
+@pytest.mark.anyio
+async def test_an_accepted_connection_lets_go_of_its_handshake_and_works_on() -> None:
+    with running_server(make_config(**{"feed.tick_rate": 500.0})) as server:
+        client = await TickerClient.open(server.ws_url)
+        await client.send({"op": "subscribe", "symbols": ["AAPL"]})
+        await client.recv_type("snapshot")
+        protocols = [p for p in server.server.server_state.connections
+                     if type(p).__name__ == "WebSocketsSansIOProtocol"]
+        assert len(protocols) == 1
+        assert protocols[0].request is None and protocols[0].response is None
+        await client.until_ticks("AAPL", len(client.ticks["AAPL"]) + 5)  # seqs checked
+        await client.send({"op": "ping", "id": 7})
+        assert (await client.recv_type("pong"))["id"] == 7
+        await client.close()

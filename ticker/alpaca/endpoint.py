@@ -26,6 +26,7 @@ from ticker.pacing import FramePacer
 from ticker.protocol import CLOSE_SLOW_CONSUMER, CLOSE_TRY_AGAIN_LATER, quote
 from ticker.stats import Stats
 from ticker.subscriber import Close, Subscriber
+from ticker.transport.frames import release_handshake
 from ticker.transport.origin import OriginPolicy
 from ticker.transport.ws import WebSocketSettings, check_origin, deny
 
@@ -95,6 +96,7 @@ async def serve_alpaca(websocket: WebSocket, hub: Hub, settings: AlpacaSettings)
         return
     codec = Codec.for_content_type(websocket.headers.get("content-type"))
     await websocket.accept()
+    release_handshake(websocket)
     if not hub.ready:
         await websocket.close(CLOSE_TRY_AGAIN_LATER, "no feed yet: retry shortly")
         return

@@ -22,7 +22,8 @@ from websockets.protocol import OPEN, Protocol
 from ticker.protocol import text_frame_header
 from ticker.stats import TransportStats
 
-__all__ = ["DirectFrames", "cap_send_buffer", "header_length", "text_frame_header"]
+__all__ = ["DirectFrames", "cap_send_buffer", "header_length", "release_handshake",
+           "text_frame_header"]
 
 
 def header_length(frame_length: int) -> int:
@@ -81,6 +82,20 @@ class DirectFrames:
         counts.frames += len(frames)
         counts.direct_frames += len(frames)
         counts.bytes += payload
+
+
+def release_handshake(websocket: WebSocket) -> None:
+    """Let go of the handshake's request and response, headers and all, once accepted.
+
+    uvicorn's websockets-sansio protocol keeps both for the connection's life and never reads
+    them after it sent the response: measured with tracemalloc at 3000 connections, about 4 KB
+    of a connection's 24 KB of Python heap. Only where the handshake is complete on that
+    protocol; anything else is left as it is."""
+    protocol = _uvicorn_protocol(websocket)
+    if (getattr(protocol, "handshake_complete", False) and hasattr(protocol, "request")
+            and hasattr(protocol, "response")):
+        protocol.request = None
+        protocol.response = None
 
 
 def cap_send_buffer(websocket: WebSocket, size: int) -> None:

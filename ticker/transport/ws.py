@@ -27,7 +27,7 @@ from ticker.stats import Stats
 from ticker.subscriber import Close, Subscriber
 from ticker.transport.denial import send_denial
 from ticker.transport.flusher import Flusher
-from ticker.transport.frames import DirectFrames, cap_send_buffer
+from ticker.transport.frames import DirectFrames, cap_send_buffer, release_handshake
 from ticker.transport.origin import OriginPolicy
 
 log = logging.getLogger("ticker.ws")
@@ -105,6 +105,7 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
                    "retry later or elsewhere")
         return
     await websocket.accept()
+    release_handshake(websocket)
     cap_send_buffer(websocket, settings.send_buffer)
     if not hub.ready:
         # A relay node whose feed has not started: nothing to describe in a hello yet.
