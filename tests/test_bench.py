@@ -797,7 +797,7 @@ def test_bench_cost_prints_cpu_per_tick_and_per_frame_for_each_client_count(
 @pytest.mark.timeout(int(120 * UNIT))
 def test_bench_connections_holds_its_clients_refuses_past_the_cap_and_misses_nothing(
         tmp_path: Path) -> None:
-    from ticker.bench.connections import PORTS_PER_SOURCE, source_address
+    from ticker.bench.fleet import PORTS_PER_SOURCE, source_address
 
     assert source_address(0) == "127.0.0.2"
     assert source_address(PORTS_PER_SOURCE) == "127.0.0.3"  # before one address runs out
