@@ -81,6 +81,7 @@ class Result:
     updates_per_subscription: dict[str, int] = field(default_factory=dict)
     seq_regressions: int = 0
     disconnects: int = 0
+    close_codes: dict[str, int] = field(default_factory=dict)  # of the closes the server sent
     server_cpu: float | None = None
     loadgen_cpu: float | None = None
 
@@ -343,6 +344,8 @@ def measure(args: argparse.Namespace, port: int, server_pid: int, core: int | No
         result.subscriptions_short += outcome.subscriptions_short
         result.seq_regressions += outcome.seq_regressions
         result.disconnects += outcome.disconnects
+        for code, times in outcome.close_codes.items():
+            result.close_codes[code] = result.close_codes.get(code, 0) + times
         staleness += outcome.staleness_ms
         for updates, times in outcome.updates_per_subscription.items():
             spread = result.updates_per_subscription
@@ -398,7 +401,8 @@ def table(result: Result) -> str:
         f"delivered: {result.updates_per_s:,.0f} updates/s of {result.owed_updates_per_s:,.0f} "
         f"owed; staleness p50 {ms(result.staleness_p50_ms)}, p99 {ms(result.staleness_p99_ms)}",
         f"missed: {result.subscriptions_short} subscriptions short of their updates, "
-        f"{result.seq_regressions} seqs backwards, {result.disconnects} disconnects; updates "
+        f"{result.seq_regressions} seqs backwards, {result.disconnects} disconnects"
+        + (f" (close codes {result.close_codes})" if result.close_codes else "") + "; updates "
         f"per subscription in the window: {spread}",
         f"server CPU {share(result.server_cpu)}, clients' CPU {share(result.loadgen_cpu)}",
     ]

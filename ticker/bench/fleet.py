@@ -51,6 +51,7 @@ class FleetResult:
     updates_per_subscription: dict[str, int] = field(default_factory=dict)
     seq_regressions: int = 0
     disconnects: int = 0
+    close_codes: dict[str, int] = field(default_factory=dict)  # of the closes the server sent
     cpu: float = 0.0
 
 
@@ -155,6 +156,7 @@ async def run(plan: Plan, go: asyncio.Event) -> FleetResult:
             spread = result.updates_per_subscription
             spread[str(count)] = spread.get(str(count), 0) + 1
     result.disconnects = tracker.disconnects
+    result.close_codes = dict(tracker.close_codes)
     result.staleness_ms = [round(value, 1) for value in staleness]
     return result
 
