@@ -131,7 +131,9 @@ async def run(plan: Plan, go: asyncio.Event) -> FleetResult:
     await go.wait()
     for client in clients:
         client.record()
-    await asyncio.sleep(1.0 / plan.max_rate)  # every cursor's first, unconflated update is past
+    # Recording answers no ping: the whole recording (this second and the window) must stay
+    # under the server's ping timeout (20 s by default), or its keep-alive drops the clients.
+    await asyncio.sleep(1.0)
     cpu0 = time.process_time()
     t0 = time.time_ns()
     await asyncio.sleep(plan.window_s)
