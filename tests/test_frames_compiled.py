@@ -155,3 +155,23 @@ def test_bad_state_is_an_error_not_a_crash() -> None:
         compiled(subscriber._cursors, 100, 100, b"[", b"]", False)
     with pytest.raises(TypeError):
         compiled([], 100, 100, b"[", b"]", False)  # type: ignore[arg-type]
+
+
+def test_an_armed_conflated_cursor_is_skipped_in_c_not_handed_back() -> None:
+    """A conflated cursor waiting on its timer has nothing due: the compiled drain takes the
+    other cursors' ticks itself, rather than handing every such drain to Python."""
+    needs_compiled()
+    assert compiled is not None
+    eager, quiet = History(100), History(100)
+    for seq in range(1, 4):
+        eager.append(seq, orjson.dumps({"symbol": "E", "seq": seq}), 2 * seq)
+        quiet.append(seq, orjson.dumps({"symbol": "Q", "seq": seq}), 2 * seq + 1)
+    subscriber = Subscriber(max_lag=1000, max_frame_ticks=100)
+    subscriber.follow("E", eager, 0)
+    conflated = subscriber.follow("Q", quiet, 0, max_rate=1.0)
+    conflated.armed = True
+    taken = compiled(subscriber._cursors, 1000, 100, b"[", b"]", False)
+    assert taken is not None
+    assert taken[1] == 3 and conflated.seq == 0  # only the eager cursor's ticks, untouched Q
+    conflated.armed = False
+    assert compiled(subscriber._cursors, 1000, 100, b"[", b"]", False) is None

@@ -13,7 +13,7 @@
 
 #include "_heap.h"
 
-static PyObject *s_history, *s_seq, *s_fresh, *s_interval, *s_last, *s_first, *s_ring,
+static PyObject *s_history, *s_seq, *s_fresh, *s_interval, *s_armed, *s_last, *s_first, *s_ring,
                 *s_places, *s_capacity, *s_origin;
 
 typedef struct {
@@ -85,7 +85,16 @@ read_cursor(PyObject *cursor, long long max_lag, Run *run)
         Py_DECREF(history);
         return -1;
     }
-    if (conflated || (!is_fresh && last - seq > max_lag)) {
+    if (conflated) {
+        /* Armed: its timer will wake the connection when the update is due, so nothing is due
+         * now (as in Python). Otherwise Python decides, and may send the latest tick. */
+        PyObject *armed = PyObject_GetAttr(cursor, s_armed);
+        int is_armed = armed != NULL ? PyObject_IsTrue(armed) : -1;
+        Py_XDECREF(armed);
+        Py_DECREF(history);
+        return is_armed < 0 ? -1 : is_armed ? 0 : 2;
+    }
+    if (!is_fresh && last - seq > max_lag) {
         Py_DECREF(history);
         return 2;
     }
@@ -200,7 +209,8 @@ PyDoc_STRVAR(take_frames_doc,
 "as frames of at most step ticks (prefix + ticks joined by ',' + suffix, with a WebSocket text\n"
 "header in front if ws_header), and moves the cursors past them. Returns the frames, how many\n"
 "ticks they carry and the first of them; or None, touching nothing, when the drain must be\n"
-"done in Python: a conflated cursor is due, or one lags by more than max_lag.");
+"done in Python: a conflated cursor not armed has ticks, or one lags by more than max_lag\n"
+"(an armed conflated cursor has nothing due).");
 
 static PyObject *
 take_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -335,7 +345,8 @@ PyInit__frames(void)
 {
     struct { PyObject **name; const char *text; } names[] = {
         {&s_history, "history"}, {&s_seq, "seq"}, {&s_fresh, "fresh"},
-        {&s_interval, "interval"}, {&s_last, "last"}, {&s_first, "first"}, {&s_ring, "_ring"},
+        {&s_interval, "interval"}, {&s_armed, "armed"}, {&s_last, "last"}, {&s_first, "first"},
+        {&s_ring, "_ring"},
         {&s_places, "_places"}, {&s_capacity, "_capacity"}, {&s_origin, "_origin"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {

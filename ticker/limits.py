@@ -28,13 +28,20 @@ def connections_that_fit(wanted: int, soft: int, hard: int) -> tuple[int, int]:
     return soft, room
 
 
+def raise_open_files(connections: int) -> tuple[int, int]:
+    """Raise this process's open-files soft limit for ``connections`` sockets, as far as the hard
+    limit allows; returns (the soft limit now, the connections that fit under it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new_soft, room = connections_that_fit(connections, soft, hard)
+    if new_soft != soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+    return new_soft, room
+
+
 def fit_max_connections(wanted: int) -> int:
     """Raise this process's open-files limit for ``wanted`` connections; returns how many it can
     hold (``wanted``, or fewer when the hard limit is lower, with a warning)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    new_soft, room = connections_that_fit(wanted, soft, hard)
-    if new_soft != soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+    new_soft, room = raise_open_files(wanted)
     if room < wanted:
         log.warning("server.max_connections is %d, but this process may open only %d files "
                     "(RLIMIT_NOFILE hard limit): it holds %d connections and refuses the next "

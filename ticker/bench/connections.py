@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import math
-import resource
 import shutil
 import subprocess
 import sys
@@ -40,13 +39,13 @@ from ticker.bench.fleet import FleetResult, Plan, source_address
 from ticker.bench.sample import percentiles
 from ticker.bench.servers import Cores, child_env, free_port, pinned, stop
 from ticker.bench.wsframes import handshake_request
+from ticker.limits import raise_open_files
 
 DESCRIPTION = __doc__
 CLIENTS_PER_FLEET = 19_000  # below the 20,000 open files a process may have on this VM
 OVER_CAP = 50  # clients tried past the cap
-FD_MARGIN = 1_000
 
-__all__ = ["add_arguments", "main", "raise_fd_limit", "source_address"]
+__all__ = ["add_arguments", "main", "source_address"]
 
 
 @dataclass
@@ -101,15 +100,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "so keep it under server.ws_ping_interval less a second)")
     parser.add_argument("--out", default="bench-connections.json")
     parser.add_argument("--log-dir", metavar="DIR", help="the servers' logs (default: a temp dir)")
-
-
-def raise_fd_limit(wanted: int) -> int:
-    """Raise this process's open-file limit towards ``wanted``; returns what it got."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def rss_bytes(pid: int) -> int:
@@ -259,7 +249,7 @@ def servers(args: argparse.Namespace, port: int, core: int | None,
 def main(args: argparse.Namespace) -> int:
     cores = Cores.pick()
     cores.pin_self()
-    raise_fd_limit(OVER_CAP + FD_MARGIN)
+    raise_open_files(OVER_CAP)
     log_dir = Path(args.log_dir) if args.log_dir else Path(tempfile.mkdtemp(prefix="ticker-conn-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()

@@ -24,6 +24,7 @@ from ticker.bench.arrivals import kernel_ns
 from ticker.bench.generator import Tracker
 from ticker.bench.kernel_client import Client
 from ticker.bench.wsframes import OP_TEXT, FrameError
+from ticker.limits import raise_open_files
 
 PORTS_PER_SOURCE = 25_000  # of the 28,232 ephemeral ports Linux gives one address by default
 CONNECT_CONCURRENCY = 200  # handshakes in flight, well within uvicorn's listen backlog (2048)
@@ -183,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("ticker.bench.kernel_client").setLevel(logging.ERROR)
     args = sys.argv[1:] if argv is None else argv
     plan = Plan(**json.loads(args[0]))
-    from ticker.bench.connections import raise_fd_limit
-
-    raise_fd_limit(plan.count + 200)
+    raise_open_files(plan.count)
     asyncio.run(main_async(plan))
     return 0
 
