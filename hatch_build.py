@@ -1,5 +1,6 @@
-"""Compiles the fan-out's two C pieces when the package is built: ticker/_order.c (the merge into
-feed order) and ticker/_frames.c (a connection's drain into ready-to-send frames).
+"""Compiles the C pieces when the package is built: ticker/_order.c (the merge into feed order),
+ticker/_frames.c (a connection's drain into ready-to-send frames) and ticker/bench/_recorder.c
+(the benchmark load generator's recording loop).
 
 Only a C compiler and Python's headers are needed, both on any machine that builds Python
 packages. Where a build fails, the package still installs and the same code runs in Python,
@@ -26,7 +27,12 @@ def compile_extension(source: Path, target: Path) -> None:
                     str(source), "-o", str(target)], check=True, capture_output=True, text=True)
 
 
-EXTENSIONS = {"_order": "the merge into feed order", "_frames": "the drain into frames"}
+# Each C source (ticker/<path>.c), and what runs in Python where it is not compiled.
+EXTENSIONS = {
+    "_order": "the merge into feed order",
+    "_frames": "the drain into frames",
+    "bench/_recorder": "the load generator's recording loop",
+}
 
 
 class CompiledExtensions(BuildHookInterface):  # type: ignore[type-arg]
@@ -35,7 +41,7 @@ class CompiledExtensions(BuildHookInterface):  # type: ignore[type-arg]
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         for name in EXTENSIONS:
             source = Path(self.root) / "ticker" / f"{name}.c"
-            target = source.with_name(name + str(sysconfig.get_config_var("EXT_SUFFIX")))
+            target = source.with_name(source.stem + str(sysconfig.get_config_var("EXT_SUFFIX")))
             try:
                 compile_extension(source, target)
             except (OSError, subprocess.CalledProcessError) as error:
@@ -46,6 +52,7 @@ class CompiledExtensions(BuildHookInterface):  # type: ignore[type-arg]
                                          f"({detail.strip()}); {EXTENSIONS[name]} runs in Python")
                 continue
             if version != "editable":
-                build_data["force_include"][str(target)] = f"ticker/{target.name}"
+                relative = target.relative_to(Path(self.root)).as_posix()
+                build_data["force_include"][str(target)] = relative
             build_data["pure_python"] = False
             build_data["infer_tag"] = True

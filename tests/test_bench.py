@@ -29,6 +29,7 @@ from ticker.bench.fanout import _selected, run_ramp
 from ticker.bench.generator import Tracker
 from ticker.bench.loadgen import BenchClient, owed_by_all
 from ticker.bench.measurement import Measurement, judge
+from ticker.bench.recorder import uses_compiled
 from ticker.bench.report import Ramp, Step, at_tenth, row, summary
 from ticker.bench.sample import SampleStream, Window, percentiles
 from ticker.bench.servers import (
@@ -646,7 +647,13 @@ def test_bench_fanout_quick_runs_ours_and_a_baseline(tmp_path: Path, latency: st
 
 @pytest.mark.e2e
 @pytest.mark.timeout(int(60 * UNIT))
-def test_kernel_timestamp_clients_get_every_tick_of_a_real_server_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("recorder", ["compiled", "python"])
+def test_kernel_timestamp_clients_get_every_tick_of_a_real_server_once(
+        tmp_path: Path, recorder: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if recorder == "python":
+        monkeypatch.setenv("TICKER_BENCH_PYTHON_RECORDER", "1")
+    elif not uses_compiled():
+        pytest.skip("ticker/bench/_recorder.c is not compiled (tests/test_recorder.py says so)")
     workload = Workload(symbols=10, clients=4, symbols_per_client=5, warmup_s=0.5, measure_s=2.0)
     port, rate = free_port(), 200.0
     command = server_command(KINDS[0], port, workload.symbols, rate, workload.seed)

@@ -23,6 +23,7 @@ import orjson
 from ticker.bench.arrivals import kernel_ns
 from ticker.bench.generator import Tracker
 from ticker.bench.kernel_client import Client
+from ticker.bench.recorder import Recording
 from ticker.bench.wsframes import OP_TEXT, FrameError
 from ticker.limits import raise_open_files
 
@@ -130,16 +131,17 @@ async def run(plan: Plan, go: asyncio.Event) -> FleetResult:
     say("connected", count=result.connected, seconds=result.connect_seconds,
         failures=result.failures)
     await go.wait()
-    for client in clients:
-        client.record()
+    recording = Recording(clients)
+    recording.start()
     # Recording answers no ping: the whole recording (this second and the window) must stay
     # under the server's ping timeout (20 s by default), or its keep-alive drops the clients.
-    await asyncio.sleep(1.0)
+    await recording.until(time.time() + 1.0)
     cpu0 = time.process_time()
     t0 = time.time_ns()
-    await asyncio.sleep(plan.window_s)
+    await recording.until(t0 / 1e9 + plan.window_s)
     t1 = time.time_ns()
     result.cpu = round((time.process_time() - cpu0) / plan.window_s, 3)
+    recording.stop()
     for client in clients:
         client.close()
     await asyncio.sleep(0.5)

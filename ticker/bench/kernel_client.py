@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -161,6 +162,15 @@ class Client:
     def record(self) -> None:
         if self.is_open and not self.stalls:
             self.loop.add_reader(self.fd, self._recorder())
+
+    def stop_live(self) -> None:
+        """Stop the event loop's reader: a compiled recorder reads this socket now."""
+        self.loop.remove_reader(self.fd)
+
+    def ended_while_recorded(self, error: int) -> None:
+        """The compiled recorder read end-of-file (``error`` 0) or failed with errno ``error``."""
+        self._lost(f"read failed: {os.strerror(error)}" if error
+                   else "the server closed the connection")
 
     def _recorder(self) -> Callable[[], None]:
         recvmsg, append, now, lost = self.sock.recvmsg, self.log.records.append, time.time_ns, \

@@ -43,6 +43,7 @@ from ticker.bench.cpu import machine_seconds, process_seconds
 from ticker.bench.generator import Tracker, cpu_share, generator_main
 from ticker.bench.kernel_client import Client
 from ticker.bench.measurement import KERNEL, Measurement
+from ticker.bench.recorder import Recording
 from ticker.bench.sample import Window, percentiles
 from ticker.bench.workload import Workload, client_symbols, symbol_names
 from ticker.bench.wsframes import FrameError
@@ -99,10 +100,6 @@ class Fleet:
                     client.abort()
 
         await asyncio.gather(*(connect(client) for client in self.clients + self.stalled))
-
-    def record(self) -> None:
-        for client in self.clients:
-            client.record()
 
     async def close(self) -> None:
         """Close politely, so that the server's clean-up is not part of the next step."""
@@ -164,12 +161,14 @@ async def measure_fleet(workload: Workload, url: str, tick_rate: float,
     gc.disable()
     try:
         await asyncio.sleep(max(0.0, t0 - LEAD_S - time.time()))
-        fleet.record()
-        await asyncio.sleep(max(0.0, t0 - time.time()))
+        recording = Recording(fleet.clients)
+        recording.start()
+        await recording.until(t0)
         before = Reading.now(server_pid)
-        await asyncio.sleep(max(0.0, t1 - time.time()))
+        await recording.until(t1)
         after = Reading.now(server_pid)
-        await asyncio.sleep(GRACE_S)
+        await recording.until(t1 + GRACE_S)
+        recording.stop()
         await fleet.close()
         clock = time.perf_counter()
         fleet.digest(window, round(t0 * 1e9), round(t1 * 1e9))
