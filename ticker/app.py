@@ -47,7 +47,7 @@ from ticker.stats import Stats
 from ticker.subscriber import Close
 from ticker.transport.denial import send_denial
 from ticker.transport.flusher import Flusher
-from ticker.transport.janitor import tend_connections
+from ticker.transport.janitor import Janitor
 from ticker.transport.origin import OriginPolicy
 from ticker.transport.poll import PollSettings, serve_poll
 from ticker.transport.sse import SseSettings, serve_sse
@@ -74,7 +74,8 @@ class Node:
             server.max_symbols_per_connection, OriginPolicy(server.allowed_origins), self.pacer,
             max_connections,
             OpRate(server.ops_per_second, server.ops_burst, server.rate_limit_strikes),
-            self.stats, Flusher(), server.ws_send_buffer)
+            self.stats, Flusher(), server.ws_send_buffer,
+            server.ws_ping_interval if server.janitor_pings else None)
         self.sse_settings = SseSettings(config.max_lag, server.max_frame_ticks,
                                         server.max_symbols_per_connection, server.sse_keepalive,
                                         max_connections, self.stats)
@@ -98,8 +99,9 @@ class Node:
         await self.broker.connect()
         self._spawn(self._listen(), "hub listener")
         server = self.config.server
-        self._spawn(tend_connections(self.hub, server.send_timeout, server.idle_timeout,
-                                     self.stats), "connection janitor")
+        janitor = Janitor(self.hub, server.send_timeout, server.idle_timeout, self.stats,
+                          self.ws_settings.ping_interval)
+        self._spawn(janitor.run(), "connection janitor")
         if self.pacer.max_interval:
             self._spawn(self.pacer.run(), "frame pacer")
         if self.feed_factory is not None:

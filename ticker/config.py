@@ -70,6 +70,12 @@ class ServerConfig:
         _require("max_frame_interval", 0 <= self.max_frame_interval <= 1, "must be 0..1 s")
         _require("max_lag_fraction", 0 < self.max_lag_fraction < 1, "must be between 0 and 1")
 
+    @property
+    def janitor_pings(self) -> bool:
+        """Whether our janitor pings quiet WebSockets (ticker/transport/keepalive.py) instead of
+        uvicorn pinging every one: on websockets-sansio, the one protocol it can ping through."""
+        return self.ws_implementation == "websockets-sansio"
+
 
 @dataclass(frozen=True, slots=True)
 class HubConfig:

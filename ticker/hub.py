@@ -62,6 +62,11 @@ class Hub:
         self.symbols: tuple[SymbolInfo, ...] = ()
         self._states: dict[str, _SymbolState] = {}
         self._subscribers: set[Subscriber] = set()
+        # For the janitor (ticker/transport/janitor.py), so that it looks only at what needs it:
+        # connections with a send in progress (Subscriber.begin_send), and connections watched
+        # for an idle timeout that may not have subscribed yet, in the order they opened.
+        self.sending: set[Subscriber] = set()
+        self.awaiting_subscription: dict[Subscriber, None] = {}
         self.ticks_ingested = 0
         # The market clock: the start of the minute the newest tick is in. Minute bars close
         # when it moves on (by the feed's time, so a replay at any speed closes them on cue).
@@ -166,12 +171,18 @@ class Hub:
     def connect(self, subscriber: Subscriber, hello: bool = True) -> None:
         """Register a connection (so shutdown reaches it), greeting it with a hello."""
         self._subscribers.add(subscriber)
+        subscriber.sending = self.sending
+        if subscriber.opened_at and not subscriber.subscribed_ever:
+            self.awaiting_subscription[subscriber] = None
         if hello:
             subscriber.put_message(encode_hello(self.epoch, self.feed, self.symbols))
 
     def disconnect(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
         self._minute_watchers.discard(subscriber)
+        self.sending.discard(subscriber)
+        subscriber.sending = None
+        self.awaiting_subscription.pop(subscriber, None)
         self.unsubscribe(subscriber, tuple(subscriber.symbols))
 
     def unknown(self, symbols: tuple[str, ...]) -> list[str]:

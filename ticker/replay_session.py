@@ -33,7 +33,7 @@ from ticker.pump import run_feed
 from ticker.session import Session
 from ticker.stats import Stats
 from ticker.transport.denial import send_denial
-from ticker.transport.janitor import tend_connections
+from ticker.transport.janitor import Janitor
 from ticker.transport.ws import (
     WebSocketSettings,
     check_origin,
@@ -75,8 +75,9 @@ async def serve_replay(websocket: WebSocket, settings: ReplaySettings) -> None:
     publisher = _HubPublisher(hub)
     ended, restart = asyncio.Event(), asyncio.Event()
     player = asyncio.create_task(_play(feed, publisher, hub, ended, restart))
-    watchdog = asyncio.create_task(tend_connections(hub, settings.ws.send_timeout,
-                                                    settings.idle_timeout, settings.ws.stats))
+    janitor = Janitor(hub, settings.ws.send_timeout, settings.idle_timeout, settings.ws.stats,
+                      settings.ws.ping_interval)
+    watchdog = asyncio.create_task(janitor.run())
     started = asyncio.create_task(publisher.started.wait())
     try:
         await asyncio.wait((started, player), return_when=asyncio.FIRST_COMPLETED)

@@ -88,8 +88,9 @@ def uvicorn_config(app: Starlette, server: ServerConfig, **extra: Any) -> uvicor
         ws=server.ws_implementation,
         ws_max_size=server.ws_max_message_bytes,
         ws_per_message_deflate=server.ws_compression,
-        ws_ping_interval=server.ws_ping_interval,
-        ws_ping_timeout=server.ws_ping_interval,
+        # On websockets-sansio our janitor pings only the quiet connections instead.
+        ws_ping_interval=None if server.janitor_pings else server.ws_ping_interval,
+        ws_ping_timeout=None if server.janitor_pings else server.ws_ping_interval,
         timeout_graceful_shutdown=uvicorn_shutdown_timeout(server.shutdown_timeout),
         lifespan="on",
         **extra,

@@ -64,6 +64,8 @@ class Stats:
         self.errors: Counter[str] = Counter()  # protocol error replies, by code
         self.closes: Counter[int] = Counter()  # close frames the server sent, by code
         self.stalled = 0  # clients dropped because a send did not complete in time
+        self.pings = 0  # keep-alive pings sent to quiet WebSockets (ticker/transport/keepalive.py)
+        self.unanswered_pings = 0  # WebSockets failed (1011) for not answering one
         self.refused: Counter[str] = Counter()  # handshakes refused, by reason
         self.rejected_ticks = 0  # impossible ticks a feed produced, dropped (ticker/guard.py)
         self.unreadable_lines = 0  # recording lines a replay skipped (feeds/recording.py)

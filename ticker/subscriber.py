@@ -15,11 +15,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ticker.feed_order import Run, in_feed_order
 from ticker.history import History
 from ticker.protocol import CLOSE_SLOW_CONSUMER, TICKS_PREFIX, TICKS_SUFFIX, text_frame_header
 from ticker.stats import TransportStats
+
+if TYPE_CHECKING:
+    from ticker.transport.keepalive import Pinger
 
 TakeFrames = Callable[[dict[str, "Cursor"], int, int, bytes, bytes, bool],
                       "tuple[list[bytes], int, bytes | None] | None"]
@@ -56,9 +60,9 @@ class Subscriber:
     # A plain list and Future rather than deque and asyncio.Event: each of those allocates about
     # 700 bytes up front, and 10,000 idle connections should stay small.
     __slots__ = ("_cursors", "_frame_ticks", "_max_lag", "_messages", "_phase", "_timer_at",
-                 "_waiter", "close_request",
-                 "on_wake", "opened_at", "pending", "sending_since", "stats", "subscribed_ever",
-                 "takes_frames", "writer")
+                 "_waiter", "close_request", "on_wake", "opened_at", "pending", "pinger",
+                 "sending", "sending_since", "stats", "subscribed_ever", "takes_frames",
+                 "writer", "wrote_at")
 
     def __init__(self, max_lag: int, max_frame_ticks: int,
                  stats: TransportStats | None = None, takes_frames: bool = False) -> None:
@@ -75,10 +79,16 @@ class Subscriber:
         self._max_lag = max_lag
         self._frame_ticks = max_frame_ticks
         self.close_request: Close | None = None
-        # Set by the transport while a send is in progress (loop time), and the task sending:
-        # one watchdog checks every connection for stalls, instead of a timer per frame.
+        # Set by the transport while a send is in progress (loop time, begin_send), and the task
+        # sending: one watchdog checks the connections in a send for stalls, instead of a timer
+        # per frame; ``sending`` is the hub's set of them (Hub.connect).
         self.sending_since = 0.0
+        self.sending: set[Subscriber] | None = None
         self.writer: asyncio.Task[None] | None = None
+        # For the janitor's keep-alive (ticker/transport/keepalive.py): when the transport last
+        # wrote to this connection (loop time), and its pinger if it has one.
+        self.wrote_at = 0.0
+        self.pinger: Pinger | None = None
         self.stats = stats or TransportStats()
         # For the janitor (ticker/transport/janitor.py): a WebSocket that never subscribes is
         # closed as idle some time after it opened (loop time; 0 = not watched).
@@ -87,6 +97,17 @@ class Subscriber:
         # Called instead of waking the writer task while a flusher serves this connection
         # (ticker/transport/flusher.py).
         self.on_wake: Callable[[], None] | None = None
+
+    def begin_send(self, now: float) -> None:
+        """A send the transport must wait for starts (``now``: loop time)."""
+        self.sending_since = now
+        if self.sending is not None:
+            self.sending.add(self)
+
+    def end_send(self) -> None:
+        self.sending_since = 0.0
+        if self.sending is not None:
+            self.sending.discard(self)
 
     def follow(self, symbol: str, history: History, after_seq: int,
                max_rate: float = 0.0) -> Cursor:

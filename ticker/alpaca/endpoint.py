@@ -28,7 +28,7 @@ from ticker.stats import Stats
 from ticker.subscriber import Close, Subscriber
 from ticker.transport.frames import release_handshake
 from ticker.transport.origin import OriginPolicy
-from ticker.transport.ws import WebSocketSettings, check_origin, deny
+from ticker.transport.ws import WebSocketSettings, check_origin, deny, keep_alive
 
 log = logging.getLogger("ticker.alpaca")
 
@@ -49,6 +49,7 @@ class AlpacaSettings:
     pacer: FramePacer = field(default_factory=lambda: FramePacer(0.0))
     max_connections: int = 10_000  # all transports together (server.max_connections)
     stats: Stats = field(default_factory=Stats)
+    ping_interval: float | None = None  # the janitor pings quiet connections; None: uvicorn
 
 
 def alpaca_settings(config: Config, ws: WebSocketSettings) -> AlpacaSettings:
@@ -57,7 +58,7 @@ def alpaca_settings(config: Config, ws: WebSocketSettings) -> AlpacaSettings:
     return AlpacaSettings(Credentials(section.keys),
                           ConnectionLedger(section.max_connections_per_key), section.max_symbols,
                           section.auth_timeout, config.max_lag, config.server.max_frame_ticks,
-                          ws.origins, ws.pacer, ws.max_connections, ws.stats)
+                          ws.origins, ws.pacer, ws.max_connections, ws.stats, ws.ping_interval)
 
 
 class _Outbox:
@@ -102,6 +103,7 @@ async def serve_alpaca(websocket: WebSocket, hub: Hub, settings: AlpacaSettings)
         return
     counts = settings.stats.transports["alpaca"]
     subscriber = Subscriber(settings.max_lag, settings.max_frame_items, counts)
+    keep_alive(websocket, subscriber, settings.ping_interval)
     session = Session(settings.credentials, settings.ledger, settings.max_symbols,
                       lambda: [info.symbol for info in hub.symbols])
     stream = AlpacaStream(hub, subscriber, session, codec, settings.max_frame_items)
@@ -193,13 +195,14 @@ async def _write(websocket: WebSocket, subscriber: Subscriber, stream: AlpacaStr
     last_send = 0.0
 
     async def send(frame: bytes) -> None:
-        # No timer per frame: the janitor checks sending_since for every connection.
-        subscriber.sending_since = loop.time()
+        # No timer per frame: the janitor checks the connections in a send.
+        subscriber.wrote_at = now = loop.time()
+        subscriber.begin_send(now)
         if codec is Codec.MSGPACK:
             await websocket.send_bytes(frame)
         else:
             await websocket.send_text(frame.decode())
-        subscriber.sending_since = 0.0
+        subscriber.end_send()
         subscriber.stats.frames += 1
         subscriber.stats.bytes += len(frame)
 
@@ -217,6 +220,6 @@ async def _write(websocket: WebSocket, subscriber: Subscriber, stream: AlpacaStr
                 # Fell too far behind: Alpaca's 407 says so, then the connection ends (the
                 # client reconnects and subscribes again).
                 await send(protocol.encode([protocol.error(protocol.SLOW_CLIENT)], codec))
-            subscriber.sending_since = loop.time()
+            subscriber.begin_send(loop.time())
             await websocket.close(request.code, request.reason)
             return

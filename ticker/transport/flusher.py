@@ -72,12 +72,14 @@ class Flusher:
         del self._ready[:CHUNK]
         self._scheduled = (self._loop.call_soon(self._flush) if self._ready and self._loop
                            else None)
+        now = self._loop.time() if self._loop is not None else 0.0
         for entry in ready:
             if entry.handback.done():
                 continue  # its writer took over (or the connection ended) since
             subscriber = entry.subscriber
             direct = entry.direct
             if subscriber.close_request is None and direct.ready():
+                subscriber.wrote_at = now
                 for message in subscriber.take_messages():
                     direct.write(message)
                 direct.write_frames(subscriber.tick_frames(ws_header=True))

@@ -23,7 +23,7 @@ from ticker.protocol import text_frame_header
 from ticker.stats import TransportStats
 
 __all__ = ["DirectFrames", "cap_send_buffer", "header_length", "release_handshake",
-           "text_frame_header"]
+           "text_frame_header", "uvicorn_protocol"]
 
 
 def header_length(frame_length: int) -> int:
@@ -49,7 +49,7 @@ class DirectFrames:
     def of(cls, websocket: WebSocket, counts: TransportStats) -> DirectFrames | None:
         """None unless the connection is uvicorn's websockets-sansio protocol, uncompressed;
         frames written are counted in ``counts``."""
-        protocol = _uvicorn_protocol(websocket)
+        protocol = uvicorn_protocol(websocket)
         conn = getattr(protocol, "conn", None)
         if (not isinstance(conn, Protocol) or conn.extensions
                 or not hasattr(protocol, "transport") or not hasattr(protocol, "writable")
@@ -91,7 +91,7 @@ def release_handshake(websocket: WebSocket) -> None:
     them after it sent the response: measured with tracemalloc at 3000 connections, about 4 KB
     of a connection's 24 KB of Python heap. Only where the handshake is complete on that
     protocol; anything else is left as it is."""
-    protocol = _uvicorn_protocol(websocket)
+    protocol = uvicorn_protocol(websocket)
     if (getattr(protocol, "handshake_complete", False) and hasattr(protocol, "request")
             and hasattr(protocol, "response")):
         protocol.request = None
@@ -103,12 +103,13 @@ def cap_send_buffer(websocket: WebSocket, size: int) -> None:
     so that a client that stops reading fills it, pauses its transport and meets the slow-client
     policy within a second or so, instead of being served into a buffer that autotuning grows
     to megabytes. Only for uvicorn connections over a real socket; 0 leaves the kernel's."""
-    transport = getattr(_uvicorn_protocol(websocket), "transport", None)
+    transport = getattr(uvicorn_protocol(websocket), "transport", None)
     sock = transport.get_extra_info("socket") if transport is not None else None
     if size > 0 and sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
-def _uvicorn_protocol(websocket: WebSocket) -> Any:
+def uvicorn_protocol(websocket: WebSocket) -> Any:
+    """The uvicorn protocol object serving ``websocket`` (None under another server)."""
     return getattr(getattr(websocket, "_send", None), "__self__", None)

@@ -87,9 +87,9 @@ async def _events(hub: Hub, settings: SseSettings, symbols: tuple[str, ...],
                 continue
             chunk = render(hub.epoch, symbols, subscriber, settings.max_frame_ticks)
             if chunk:
-                subscriber.sending_since = loop.time()
+                subscriber.begin_send(loop.time())
                 yield chunk
-                subscriber.sending_since = 0.0
+                subscriber.end_send()
                 counts.frames += chunk.count(b"\n\n")
                 counts.bytes += len(chunk)
     finally:

@@ -28,6 +28,7 @@ from ticker.subscriber import Close, Subscriber
 from ticker.transport.denial import send_denial
 from ticker.transport.flusher import Flusher
 from ticker.transport.frames import DirectFrames, cap_send_buffer, release_handshake
+from ticker.transport.keepalive import Pinger, set_user_timeout
 from ticker.transport.origin import OriginPolicy
 
 log = logging.getLogger("ticker.ws")
@@ -48,7 +49,8 @@ class WebSocketSettings:
                  max_symbols: int, origins: OriginPolicy | None = None,
                  pacer: FramePacer | None = None, max_connections: int = 10_000,
                  op_rate: OpRate | None = None, stats: Stats | None = None,
-                 flusher: Flusher | None = None, send_buffer: int = 0) -> None:
+                 flusher: Flusher | None = None, send_buffer: int = 0,
+                 ping_interval: float | None = None) -> None:
         self.origins = origins or OriginPolicy(())
         self.pacer = pacer or FramePacer(0.0)
         self.send_timeout = send_timeout
@@ -60,6 +62,7 @@ class WebSocketSettings:
         self.stats = stats or Stats()
         self.flusher = flusher
         self.send_buffer = send_buffer
+        self.ping_interval = ping_interval  # the janitor pings quiet connections; None: uvicorn
         # Why this node has no feed yet, for the 1013 a client then gets (a live upstream away).
         self.not_ready_reason: Callable[[], str | None] = lambda: None
 
@@ -116,6 +119,7 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
     subscriber = Subscriber(settings.max_lag, settings.max_frame_ticks, transport_stats,
                             takes_frames=True)
     subscriber.opened_at = asyncio.get_running_loop().time()
+    keep_alive(websocket, subscriber, settings.ping_interval)
     limiter = settings.op_rate.limiter() if settings.op_rate is not None else None
     session = Session(hub, subscriber, settings.max_symbols, wall_clock_ms, limiter, stats.errors)
     session.open()
@@ -153,6 +157,14 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError,
                                  RuntimeError):
             await writer
+
+
+def keep_alive(websocket: WebSocket, subscriber: Subscriber, ping_interval: float | None) -> None:
+    """Let the janitor ping ``subscriber`` when quiet, and the kernel end it when its peer stops
+    acknowledging data (ticker/transport/keepalive.py); nothing without ``ping_interval``."""
+    if ping_interval:
+        subscriber.pinger = Pinger.of(websocket)
+        set_user_timeout(websocket, 2 * ping_interval)
 
 
 async def check_origin(websocket: WebSocket, origins: OriginPolicy) -> bool:
@@ -210,19 +222,20 @@ async def _write(websocket: WebSocket, subscriber: Subscriber, pacer: FramePacer
             await asyncio.sleep(early)
         last_send = loop.time()
         for frame in subscriber.drain():
+            subscriber.wrote_at = last_send
             if direct is not None and direct.ready():
                 direct.write(frame)  # no await, and counted: see ticker/transport/frames.py
                 continue
             # No timer per frame (a timeout costs more than a small send): the janitor checks
-            # sending_since for every connection once a second.
-            subscriber.sending_since = loop.time()
+            # the connections in a send once a second.
+            subscriber.begin_send(loop.time())
             await websocket.send_text(frame.decode())
-            subscriber.sending_since = 0.0
+            subscriber.end_send()
             counts.frames += 1
             counts.bytes += len(frame)
         request = subscriber.close_request
         if request is not None:
             stats.closes[request.code] += 1
-            subscriber.sending_since = loop.time()
+            subscriber.begin_send(loop.time())
             await websocket.close(request.code, request.reason)
             return
