@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.servers import RunningServer, make_config, running_server
 from tests.wsclient import TickerClient
@@ -250,3 +250,43 @@ async def test_a_page_of_the_server_itself_may_connect(server: RunningServer) ->
     own = f"http://127.0.0.1:{server.port}"
     async with connect(server.ws_url, additional_headers={"Origin": own}) as ws:
         assert orjson.loads(await ws.recv())["type"] == "hello"
+
+
+def _tasks_of_connections() -> dict[str, int]:
+    """The server loop's tasks by coroutine name (run on that loop)."""
+    names: dict[str, int] = {}
+    for task in asyncio.all_tasks():
+        name = task.get_coro().__qualname__  # type: ignore[union-attr]
+        names[name] = names.get(name, 0) + 1
+    return names
+
+
+async def _read_until_closed(client: TickerClient) -> None:
+    while True:
+        await client.recv()
+
+
+async def test_a_connection_fed_by_the_flusher_has_no_writer_task(server: RunningServer) -> None:
+    clients = [await TickerClient.open(server.ws_url) for _ in range(10)]
+    try:
+        for client in clients:
+            await client.send({"op": "subscribe", "symbols": ["AAPL", "TSLA"]})
+        await asyncio.gather(*(c.until_ticks("TSLA", 20) for c in clients))
+        tasks = server.call(_tasks_of_connections)
+        # One task per connection (uvicorn's, reading), none writing: the flusher writes.
+        assert tasks.get("_write", 0) == 0, tasks
+        assert tasks.get("WebSocketsSansIOProtocol.run_asgi", 0) >= 10, tasks
+        # The server's close goes out through a writer task that starts for it; the others go on.
+        await clients[0].ws.send(b"binary")  # 1003: the protocol is JSON text
+        with pytest.raises(ConnectionClosed) as closed:
+            await _read_until_closed(clients[0])
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
+        await clients[1].until_ticks("TSLA", len(clients[1].ticks["TSLA"]) + 5)
+        assert server.call(_tasks_of_connections).get("_write", 0) == 0
+    finally:
+        for client in clients:
+            await client.close()
+    started = time.monotonic()
+    while server.node.stats.transports["ws"].connections and time.monotonic() - started < 5:
+        await asyncio.sleep(0.02)
+    assert server.node.stats.transports["ws"].connections == 0

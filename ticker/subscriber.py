@@ -15,15 +15,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ticker.feed_order import Run, in_feed_order
 from ticker.history import History
 from ticker.protocol import CLOSE_SLOW_CONSUMER, TICKS_PREFIX, TICKS_SUFFIX, text_frame_header
 from ticker.stats import TransportStats
 
-if TYPE_CHECKING:
-    from ticker.transport.keepalive import Pinger
+
+class Pinger(Protocol):
+    """What the janitor's keep-alive needs of a connection (ticker/transport/keepalive.py)."""
+
+    sent_at: float
+
+    @property
+    def awaiting_pong(self) -> bool: ...
+
+    def usable(self) -> bool: ...
+
+    def ping(self, now: float) -> None: ...
+
+    def fail(self) -> None: ...
 
 TakeFrames = Callable[[dict[str, "Cursor"], int, int, bytes, bytes, bool],
                       "tuple[list[bytes], int, bytes | None] | None"]
@@ -84,7 +96,7 @@ class Subscriber:
         # per frame; ``sending`` is the hub's set of them (Hub.connect).
         self.sending_since = 0.0
         self.sending: set[Subscriber] | None = None
-        self.writer: asyncio.Task[None] | None = None
+        self.writer: asyncio.Task[object] | None = None
         # For the janitor's keep-alive (ticker/transport/keepalive.py): when the transport last
         # wrote to this connection (loop time), and its pinger if it has one.
         self.wrote_at = 0.0

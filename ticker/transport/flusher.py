@@ -13,14 +13,17 @@ joins the frame it is about to get, rather than waiting a whole round of everyon
 hub also sees smaller batches).
 
 A connection that cannot be written now (its transport paused: the client reads slowly) or that
-is closing goes back to its own writer task, which awaits the socket, and the janitor's stall
-check, as before; once the transport drains, that task hands it back.
+is closing is handed back: a writer task of its own starts, which awaits the socket (and the
+janitor's stall check watches it); once the transport drains, that task gives the connection to
+the flusher again and ends. So a connection served here has no task of its own while it waits
+for ticks, only its entry here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 
 from ticker.subscriber import Subscriber
 from ticker.transport.frames import DirectFrames
@@ -33,13 +36,14 @@ CHUNK = 8
 
 
 class _Entry:
-    __slots__ = ("direct", "handback", "subscriber")
+    __slots__ = ("direct", "handback", "subscriber", "wake")
 
     def __init__(self, subscriber: Subscriber, direct: DirectFrames,
-                 handback: asyncio.Future[None]) -> None:
+                 handback: Callable[[], None]) -> None:
         self.subscriber = subscriber
         self.direct = direct
         self.handback = handback
+        self.wake: Callable[[], None] | None = None  # the subscriber's on_wake while served
 
 
 class Flusher:
@@ -49,18 +53,16 @@ class Flusher:
         # Kept, not looked up per call: asyncio.get_running_loop() costs a getpid() system call.
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def serve(self, subscriber: Subscriber, direct: DirectFrames) -> None:
-        """Serve ``subscriber`` from flushes until it needs its writer task again; returns then
-        (with whatever is due still pending, for the writer to send)."""
-        loop = self._loop = asyncio.get_running_loop()
-        entry = _Entry(subscriber, direct, loop.create_future())
-        subscriber.on_wake = functools.partial(self._add, entry)  # per wake: no Python frame
+    def serve(self, subscriber: Subscriber, direct: DirectFrames,
+              handback: Callable[[], None]) -> None:
+        """Serve ``subscriber`` from flushes until it needs a writer task again: then
+        ``handback`` is called, once, with whatever is due still pending for that task to send.
+        Setting ``subscriber.on_wake`` to None (the connection ended) stops it, with no call."""
+        self._loop = asyncio.get_running_loop()
+        entry = _Entry(subscriber, direct, handback)
+        entry.wake = subscriber.on_wake = functools.partial(self._add, entry)  # no Python frame
         if subscriber.pending:
             self._add(entry)
-        try:
-            await entry.handback
-        finally:
-            subscriber.on_wake = None
 
     def _add(self, entry: _Entry) -> None:
         self._ready.append(entry)
@@ -74,9 +76,9 @@ class Flusher:
                            else None)
         now = self._loop.time() if self._loop is not None else 0.0
         for entry in ready:
-            if entry.handback.done():
-                continue  # its writer took over (or the connection ended) since
             subscriber = entry.subscriber
+            if subscriber.on_wake is not entry.wake:
+                continue  # handed back, or the connection ended, since
             direct = entry.direct
             if subscriber.close_request is None and direct.ready():
                 subscriber.wrote_at = now
@@ -86,4 +88,5 @@ class Flusher:
                 if subscriber.close_request is None:
                     continue
                 subscriber.pending = True  # the close is still to be sent, by the writer
-            entry.handback.set_result(None)
+            subscriber.on_wake = None
+            entry.handback()

@@ -126,25 +126,43 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
     transport_stats.connections += 1
     if on_open is not None:
         on_open(session)
-    # The reader runs in this task and the writer in its own; one task fewer per connection
-    # matters at 10,000 connections. When the writer ends (close sent, or a stalled client), it
-    # stops the reader by cancelling this task.
+    # The reader runs in this task. The writer is the flusher while the connection takes
+    # frames directly, with no task of its own (one task per connection matters at 10,000
+    # connections), and a task only while it must wait for the socket or is closing. When
+    # that task ends the connection (close sent, or a stalled client), it stops the reader by
+    # cancelling this task.
     this_task = asyncio.current_task()
     assert this_task is not None
     reading = True
+    direct = DirectFrames.of(websocket, transport_stats)
+    flusher = settings.flusher if direct is not None else None
+    writer_ended = False
 
-    def stop_reading(_: asyncio.Task[None]) -> None:
-        if reading:
-            this_task.cancel()
+    def write() -> None:
+        """(Re)start writing: from the flusher where it can, else in a writer task."""
+        if flusher is not None and direct is not None and subscriber.close_request is None \
+                and direct.ready():
+            flusher.serve(subscriber, direct, write)
+            return
+        task = asyncio.create_task(_write(websocket, subscriber, settings.pacer, stats, direct,
+                                          flusher, write))
+        subscriber.writer = task
+        task.add_done_callback(writer_done)
 
-    writer = asyncio.create_task(_write(websocket, subscriber, settings.pacer, stats,
-                                        settings.flusher))
-    subscriber.writer = writer
-    writer.add_done_callback(stop_reading)
+    def writer_done(task: asyncio.Task[bool]) -> None:
+        nonlocal writer_ended
+        if subscriber.writer is task:
+            subscriber.writer = None
+        if task.cancelled() or task.exception() is not None or task.result():
+            writer_ended = True
+            if reading:
+                this_task.cancel()
+
+    write()
     try:
         await _read(websocket, session, handle)
     except asyncio.CancelledError:
-        if not writer.done() or this_task.cancelling() > 1:
+        if not writer_ended or this_task.cancelling() > 1:
             raise  # cancelled from outside (server shutdown), not by our writer
         this_task.uncancel()
     except (WebSocketDisconnect, OSError, RuntimeError):
@@ -152,11 +170,14 @@ async def serve_websocket(websocket: WebSocket, hub: Hub, settings: WebSocketSet
     finally:
         reading = False
         transport_stats.connections -= 1
+        subscriber.on_wake = None  # the flusher lets go of it
         session.close()
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError,
-                                 RuntimeError):
-            await writer
+        writer = subscriber.writer
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError,
+                                     RuntimeError):
+                await writer
 
 
 def keep_alive(websocket: WebSocket, subscriber: Subscriber, ping_interval: float | None) -> None:
@@ -203,19 +224,23 @@ async def _read(websocket: WebSocket, client: Session, handle: Handler) -> None:
 
 
 async def _write(websocket: WebSocket, subscriber: Subscriber, pacer: FramePacer,
-                 stats: Stats, flusher: Flusher | None = None) -> None:
+                 stats: Stats, direct: DirectFrames | None, flusher: Flusher | None,
+                 handback: Callable[[], None]) -> bool:
     """Send as soon as there is something and the connection is idle; but no sooner than the
     pacer's interval after the previous send, so that under load ticks share frames (each frame
     costs a system call) instead of the server spending itself on frame overhead. When the
-    server is not busy the interval is 0: every tick goes out at once."""
+    server is not busy the interval is 0: every tick goes out at once.
+
+    Returns True once the close is sent; False when the connection can be written directly
+    again and goes back to the flusher (``handback``), which ends this task."""
     loop = asyncio.get_running_loop()
     last_send = 0.0
     counts = subscriber.stats
-    direct = DirectFrames.of(websocket, counts)
     while True:
         if (flusher is not None and direct is not None and subscriber.close_request is None
                 and direct.ready()):
-            await flusher.serve(subscriber, direct)  # until it needs this task again
+            handback()
+            return False
         await subscriber.wait()
         early = last_send + pacer.interval - loop.time()
         if early > 0:
@@ -238,4 +263,4 @@ async def _write(websocket: WebSocket, subscriber: Subscriber, pacer: FramePacer
             stats.closes[request.code] += 1
             subscriber.begin_send(loop.time())
             await websocket.close(request.code, request.reason)
-            return
+            return True
