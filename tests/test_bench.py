@@ -653,7 +653,7 @@ def test_kernel_timestamp_clients_get_every_tick_of_a_real_server_once(
     if recorder == "python":
         monkeypatch.setenv("TICKER_BENCH_PYTHON_RECORDER", "1")
     elif not uses_compiled():
-        pytest.skip("ticker/bench/_recorder.c is not compiled (tests/test_recorder.py says so)")
+        pytest.skip("ticker/bench/_recorder.c is not compiled (see tests/test_bench_recorder.py)")
     workload = Workload(symbols=10, clients=4, symbols_per_client=5, warmup_s=0.5, measure_s=2.0)
     port, rate = free_port(), 200.0
     command = server_command(KINDS[0], port, workload.symbols, rate, workload.seed)
