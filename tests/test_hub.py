@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 
@@ -327,3 +329,43 @@ async def test_a_new_epoch_keeps_each_subscription_s_max_rate() -> None:
         publish(hub, tick("AAPL", seq), epoch="e2")
     assert tick_seqs(received(box), "AAPL") == [5]  # still conflated: only the latest
     assert box.stats.conflated == 4
+
+
+@pytest.mark.anyio
+async def test_an_armed_cursor_leaves_the_symbols_wake_list_until_its_timer_fires() -> None:
+    """Per tick the hub walks only the subscribers it may have to wake: 300 dashboards at 1/s
+    on a symbol cost a tick nothing between their updates."""
+    hub = make_hub(history_size=200)
+    eager = hub._states["AAPL"].eager
+    boxes = [subscriber() for _ in range(300)]
+    live = subscriber()
+    for box in boxes:
+        hub.connect(box)
+        hub.subscribe(box, ("AAPL",), max_rate=20.0)  # every 50 ms
+        box.drain()
+    hub.connect(live)
+    hub.subscribe(live, ("AAPL",))
+    publish(hub, tick("AAPL", 1))
+    for box in boxes:
+        assert tick_seqs(received(box), "AAPL") == [1]  # the first update is due at once
+    assert list(eager) == [live]  # every conflated cursor is armed now
+    await asyncio.sleep(0.08)  # their timers fire: each is woken and eager again
+    assert len(eager) == 301 and all(box.pending for box in boxes)
+    publish(hub, tick("AAPL", 2))
+    for box in boxes:
+        assert tick_seqs(received(box), "AAPL") == [2]
+    assert list(eager) == [live]
+
+
+def test_a_closed_subscriber_leaves_the_hub_entirely_at_disconnect() -> None:
+    """A close (slow consumer, policy, shutdown) drops the cursors at once, so that no tick goes
+    out after it; the hub must still let go of the subscriber on every symbol it followed."""
+    hub = make_hub()
+    box = subscriber()
+    hub.connect(box)
+    hub.subscribe(box, ("AAPL", "MSFT"))
+    box.close(Close(4008, "slow consumer"))
+    assert not box.symbols and box.closed_symbols == ("AAPL", "MSFT")
+    hub.disconnect(box)
+    assert hub.subscription_count() == 0 and hub.connections == 0
+    assert all(box not in state.eager for state in hub._states.values())

@@ -34,7 +34,7 @@ class SymbolSummary(TypedDict):
 
 
 class _SymbolState:
-    __slots__ = ("bars", "daily", "folded_until", "history", "info", "last", "open",
+    __slots__ = ("bars", "daily", "eager", "folded_until", "history", "info", "last", "open",
                  "subscribers")
 
     def __init__(self, info: SymbolInfo, history_size: int, bars_kept: int) -> None:
@@ -47,9 +47,23 @@ class _SymbolState:
         self.folded_until = 0.0
         self.open: float | None = info.open
         self.last: Tick | None = None
-        # Each subscriber's cursor on this symbol: one whose conflation timer is armed
-        # (max_rate) needs no wake-up per tick, so a tick costs O(eager subscribers).
+        # Each subscriber's cursor on this symbol, and those to wake on each tick: a cursor
+        # whose conflation timer is armed (max_rate) leaves ``eager`` until its timer fires
+        # (Cursor.arm), so a tick costs O(eager subscribers), not O(subscribers).
         self.subscribers: dict[Subscriber, Cursor] = {}
+        self.eager: dict[Subscriber, Cursor] = {}
+
+    def add(self, subscriber: Subscriber, cursor: Cursor) -> None:
+        old = self.subscribers.get(subscriber)
+        if old is not None:
+            old.unwatch()
+        self.subscribers[subscriber] = cursor
+        cursor.watch(self.eager, subscriber)
+
+    def remove(self, subscriber: Subscriber) -> None:
+        cursor = self.subscribers.pop(subscriber, None)
+        if cursor is not None:
+            cursor.unwatch()
 
 
 class Hub:
@@ -109,8 +123,8 @@ class Hub:
                     subscriber.unfollow(symbol)
                     continue
                 subscriber.put_message(encode_snapshot(symbol, self.epoch, (), True, 0))
-                state.subscribers[subscriber] = subscriber.follow(
-                    symbol, state.history, 0, cursor.max_rate)
+                state.add(subscriber, subscriber.follow(symbol, state.history, 0,
+                                                        cursor.max_rate))
 
     def _fan_out(self, batch: TickBatch) -> None:
         states = self._states
@@ -131,8 +145,8 @@ class Hub:
             state.last = tick
             touched[tick.symbol] = state
         for state in touched.values():
-            for subscriber, cursor in state.subscribers.items():
-                if not subscriber.pending and not cursor.armed:
+            for subscriber in state.eager:
+                if not subscriber.pending:
                     subscriber.wake()
         self.ticks_ingested += len(batch.ticks)
         self.last_tick_at = time.monotonic()
@@ -161,10 +175,10 @@ class Hub:
                     state.history.last, seq)
         state.history = History(self._history_size)
         reset = encode_snapshot(symbol, self.epoch, (), True, seq - 1)
-        for subscriber, cursor in state.subscribers.items():
+        for subscriber, cursor in list(state.subscribers.items()):
             subscriber.put_message(reset, after_ticks=True)
-            state.subscribers[subscriber] = subscriber.follow(symbol, state.history, seq - 1,
-                                                              cursor.max_rate)
+            state.add(subscriber, subscriber.follow(symbol, state.history, seq - 1,
+                                                    cursor.max_rate))
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -183,7 +197,8 @@ class Hub:
         self.sending.discard(subscriber)
         subscriber.sending = None
         self.awaiting_subscription.pop(subscriber, None)
-        self.unsubscribe(subscriber, tuple(subscriber.symbols))
+        # With the symbols a close let go of (no tick goes out after one): the hub still has them.
+        self.unsubscribe(subscriber, (*subscriber.symbols, *subscriber.closed_symbols))
 
     def unknown(self, symbols: tuple[str, ...]) -> list[str]:
         return [symbol for symbol in symbols if symbol not in self._states]
@@ -200,15 +215,14 @@ class Hub:
             seq = resume.seqs.get(symbol) if resume is not None else None
             if seq is not None and resume is not None and resume.epoch == self.epoch \
                     and history.reaches(seq):
-                state.subscribers[subscriber] = subscriber.follow(symbol, history, seq, max_rate)
+                state.add(subscriber, subscriber.follow(symbol, history, seq, max_rate))
                 first_messages.append((symbol, None))
                 continue
             ticks = history.latest(self._snapshot_size)
             first_messages.append(
                 (symbol, encode_snapshot(symbol, self.epoch, ticks, seq is not None,
                                          history.last)))
-            state.subscribers[subscriber] = subscriber.follow(symbol, history, history.last,
-                                                              max_rate)
+            state.add(subscriber, subscriber.follow(symbol, history, history.last, max_rate))
         return first_messages
 
     def follow_live(self, subscriber: Subscriber, symbols: tuple[str, ...]) -> None:
@@ -217,8 +231,8 @@ class Hub:
         for symbol in symbols:
             state = self._states.get(symbol)
             if state is not None:
-                state.subscribers[subscriber] = subscriber.follow(symbol, state.history,
-                                                                  state.history.last)
+                state.add(subscriber, subscriber.follow(symbol, state.history,
+                                                        state.history.last))
 
     def watch_minutes(self, subscriber: Subscriber, watch: bool = True) -> None:
         """Wake ``subscriber`` whenever the market clock closes a minute (for minute bars)."""
@@ -232,7 +246,7 @@ class Hub:
             subscriber.unfollow(symbol)
             state = self._states.get(symbol)
             if state is not None:
-                state.subscribers.pop(subscriber, None)
+                state.remove(subscriber)
 
     def broadcast(self, message: bytes, after_ticks: bool = False) -> None:
         """Send one message to every connection; with ``after_ticks``, after the ticks already

@@ -53,7 +53,7 @@ class Close:
 
 
 class Cursor:
-    __slots__ = ("armed", "fresh", "history", "interval", "next_due", "seq")
+    __slots__ = ("_eager", "_owner", "armed", "fresh", "history", "interval", "next_due", "seq")
 
     def __init__(self, history: History, seq: int, interval: float) -> None:
         self.history = history
@@ -62,6 +62,34 @@ class Cursor:
         self.interval = interval  # seconds between conflated updates; 0 = every tick
         self.next_due = 0.0  # loop time of the next conflated update
         self.armed = False  # a wake-up is scheduled for next_due: the hub need not wake it
+        # The hub's subscribers to wake on each of this symbol's ticks, and whose cursor this is:
+        # in it while not armed (watch).
+        self._eager: dict[Subscriber, Cursor] | None = None
+        self._owner: Subscriber | None = None
+
+    def watch(self, eager: dict[Subscriber, Cursor], owner: Subscriber) -> None:
+        self._eager, self._owner = eager, owner
+        if not self.armed:
+            eager[owner] = self
+
+    def unwatch(self) -> None:
+        self._leave()
+        self._eager = self._owner = None
+
+    def arm(self) -> None:
+        """Its timer will wake the subscriber when it is due: no wake-up per tick until then."""
+        self.armed = True
+        self._leave()
+
+    def _leave(self) -> None:
+        eager, owner = self._eager, self._owner
+        if eager is not None and owner is not None and eager.get(owner) is self:
+            del eager[owner]
+
+    def disarm(self) -> None:
+        self.armed = False
+        if self._eager is not None and self._owner is not None:
+            self._eager[self._owner] = self
 
     @property
     def max_rate(self) -> float:
@@ -72,9 +100,9 @@ class Subscriber:
     # A plain list and Future rather than deque and asyncio.Event: each of those allocates about
     # 700 bytes up front, and 10,000 idle connections should stay small.
     __slots__ = ("_cursors", "_frame_ticks", "_max_lag", "_messages", "_phase", "_timer_at",
-                 "_waiter", "close_request", "on_wake", "opened_at", "pending", "pinger",
-                 "sending", "sending_since", "stats", "subscribed_ever", "takes_frames",
-                 "writer", "wrote_at")
+                 "_waiter", "close_request", "closed_symbols", "on_wake", "opened_at", "pending",
+                 "pinger", "sending", "sending_since", "stats", "subscribed_ever",
+                 "takes_frames", "writer", "wrote_at")
 
     def __init__(self, max_lag: int, max_frame_ticks: int,
                  stats: TransportStats | None = None, takes_frames: bool = False) -> None:
@@ -91,6 +119,7 @@ class Subscriber:
         self._max_lag = max_lag
         self._frame_ticks = max_frame_ticks
         self.close_request: Close | None = None
+        self.closed_symbols: tuple[str, ...] = ()  # followed until the close (Hub.disconnect)
         # Set by the transport while a send is in progress (loop time, begin_send), and the task
         # sending: one watchdog checks the connections in a send for stalls, instead of a timer
         # per frame; ``sending`` is the hub's set of them (Hub.connect).
@@ -170,6 +199,7 @@ class Subscriber:
         the close (its reason is the last thing the client reads); no tick is delivered."""
         if self.close_request is None:
             self.close_request = request
+            self.closed_symbols = tuple(self._cursors)
             self._cursors.clear()
             self.wake()
 
@@ -263,7 +293,7 @@ class Subscriber:
             cursor.next_due = next_slot(now, cursor.interval, self._phase)
         # Armed at once, not at the next tick: until its timer the hub does not wake us for
         # this symbol, so a busy symbol costs a conflated client one wake-up per interval.
-        cursor.armed = True
+        cursor.arm()
         due = cursor.next_due
         if not self._timer_at or due < self._timer_at:
             self._timer_at = due
@@ -277,7 +307,7 @@ class Subscriber:
         for cursor in self._cursors.values():
             if cursor.armed:
                 if cursor.next_due <= now:
-                    cursor.armed = False
+                    cursor.disarm()
                 elif not later or cursor.next_due < later:
                     later = cursor.next_due
         if later:  # a cursor with another interval, due after this one
