@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ticker.bench import command_options
-from ticker.bench.fleet import FleetResult, Plan, source_address
+from ticker.bench.fleet import RECORD_LEAD_S, FleetResult, Plan, source_address
 from ticker.bench.sample import percentiles
 from ticker.bench.servers import Cores, child_env, free_port, pinned, stop
 from ticker.bench.wsframes import handshake_request
@@ -97,7 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the feed's ticks/s over its 100 symbols (1000)")
     parser.add_argument("--window", type=float, default=10.0,
                         help="seconds measured (10; the clients answer no ping while measured, "
-                             "so keep it under server.ws_ping_interval less a second)")
+                             "so the servers ping no more often than every twice the "
+                             "recording, 20 s at least)")
     parser.add_argument("--out", default="bench-connections.json")
     parser.add_argument("--log-dir", metavar="DIR", help="the servers' logs (default: a temp dir)")
 
@@ -216,6 +217,13 @@ async def over_cap(port: int, count: int) -> dict[str, int]:
 
 
 @contextlib.contextmanager
+def ping_interval(window_s: float) -> float:
+    """The servers' ping interval: a quiet client is pinged once nothing was written to it for
+    that long, and failed a turn later if it did not answer. Recording (1 s, then the window)
+    the clients answer nothing, so no ping may fall due and go unanswered within it."""
+    return max(20.0, 2.0 * (RECORD_LEAD_S + window_s))
+
+
 def servers(args: argparse.Namespace, port: int, core: int | None,
             log_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
     """The server (or the workers' parent, with redis-server and ``ticker feed``)."""
@@ -223,7 +231,8 @@ def servers(args: argparse.Namespace, port: int, core: int | None,
     # One process: exactly the clients, so the 51st past them meets the cap. Workers: the
     # kernel deals connections unevenly, so each may take some more; past the sum, the cap.
     cap = args.clients if args.workers == 1 else per_worker + per_worker // 5
-    env = {**child_env(), "TICKER_SERVER_MAX_CONNECTIONS": str(cap)}
+    env = {**child_env(), "TICKER_SERVER_MAX_CONNECTIONS": str(cap),
+           "TICKER_SERVER_WS_PING_INTERVAL": f"{ping_interval(args.window):g}"}
     command = [sys.executable, "-m", "ticker", "serve", "--host", "127.0.0.1", "--port",
                str(port), "--log-level", "warning"]
     with contextlib.ExitStack() as stack:
@@ -318,7 +327,7 @@ def measure(args: argparse.Namespace, port: int, server_pid: int, core: int | No
         result.over_cap_other = refused
         for fleet in fleets:
             fleet.go()
-        time.sleep(1.0)  # as the client processes do before their window
+        time.sleep(RECORD_LEAD_S)  # as the client processes do before their window
         cpu0 = sum(cpu_seconds(pid) for pid in pids)
         time.sleep(args.window)
         result.server_cpu = round((sum(cpu_seconds(pid) for pid in pids) - cpu0) / args.window,

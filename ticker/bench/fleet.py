@@ -31,6 +31,8 @@ PORTS_PER_SOURCE = 25_000  # of the 28,232 ephemeral ports Linux gives one addre
 CONNECT_CONCURRENCY = 200  # handshakes in flight, well within uvicorn's listen backlog (2048)
 PROGRESS_EVERY = 5_000
 
+RECORD_LEAD_S = 1.0  # recorded before the window: the last live frames drain meanwhile
+
 
 @dataclass
 class Plan:
@@ -135,7 +137,7 @@ async def run(plan: Plan, go: asyncio.Event) -> FleetResult:
     recording.start()
     # Recording answers no ping: the whole recording (this second and the window) must stay
     # under the server's ping timeout (20 s by default), or its keep-alive drops the clients.
-    await recording.until(time.time() + 1.0)
+    await recording.until(time.time() + RECORD_LEAD_S)
     cpu0 = time.process_time()
     t0 = time.time_ns()
     await recording.until(t0 / 1e9 + plan.window_s)
