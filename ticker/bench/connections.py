@@ -216,7 +216,6 @@ async def over_cap(port: int, count: int) -> dict[str, int]:
     return outcomes
 
 
-@contextlib.contextmanager
 def ping_interval(window_s: float) -> float:
     """The servers' ping interval: a quiet client is pinged once nothing was written to it for
     that long, and failed a turn later if it did not answer. Recording (1 s, then the window)
@@ -224,6 +223,7 @@ def ping_interval(window_s: float) -> float:
     return max(20.0, 2.0 * (RECORD_LEAD_S + window_s))
 
 
+@contextlib.contextmanager
 def servers(args: argparse.Namespace, port: int, core: int | None,
             log_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
     """The server (or the workers' parent, with redis-server and ``ticker feed``)."""
