@@ -46,8 +46,9 @@ def pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
         receiver.close()
 
 
-def test_it_keeps_what_recvmsg_returns_and_hands_back_in_time(
-        pairs: list[tuple[socket.socket, socket.socket]]) -> None:
+def watched(pairs: list[tuple[socket.socket, socket.socket]]
+            ) -> tuple[select.epoll, dict[int, list[object]]]:
+    """An epoll with every receiver registered, and an empty log for each (or a skip)."""
     if compiled is None:
         pytest.skip("not compiled here")
     epoll = select.epoll()
@@ -55,6 +56,12 @@ def test_it_keeps_what_recvmsg_returns_and_hands_back_in_time(
     for _, receiver in pairs:
         epoll.register(receiver.fileno(), select.EPOLLIN)
         logs[receiver.fileno()] = []
+    return epoll, logs
+
+
+def test_it_keeps_what_recvmsg_returns_and_hands_back_in_time(
+        pairs: list[tuple[socket.socket, socket.socket]]) -> None:
+    epoll, logs = watched(pairs)
     sent = {receiver.fileno(): b"" for _, receiver in pairs}
     for round_ in range(3):
         for index, (sender, receiver) in enumerate(pairs):
@@ -86,13 +93,7 @@ def test_it_keeps_what_recvmsg_returns_and_hands_back_in_time(
 
 def test_a_socket_that_ends_is_reported_and_left_alone(
         pairs: list[tuple[socket.socket, socket.socket]]) -> None:
-    if compiled is None:
-        pytest.skip("not compiled here")
-    epoll = select.epoll()
-    logs: dict[int, list[object]] = {}
-    for _, receiver in pairs:
-        epoll.register(receiver.fileno(), select.EPOLLIN)
-        logs[receiver.fileno()] = []
+    epoll, logs = watched(pairs)
     closed_sender, closed_receiver = pairs[1]
     closed_sender.sendall(b"last words")
     closed_sender.close()
