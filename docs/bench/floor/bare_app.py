@@ -1,6 +1,16 @@
-# The floor under the fixed stack: uvicorn's websockets-sansio protocol and a bare ASGI app that
-# accepts and then only waits for messages (no Starlette, no ticker).
-async def app(scope, receive, send):
+"""The floor under the stack: an ASGI app that accepts a WebSocket and then only waits for
+messages (no Starlette, no ticker), for uvicorn's websockets-sansio protocol to serve."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -13,7 +23,5 @@ async def app(scope, receive, send):
         return
     await receive()  # websocket.connect
     await send({"type": "websocket.accept"})
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
+    while (await receive())["type"] != "websocket.disconnect":
+        pass
