@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import httpx
 import orjson
 import pytest
 
@@ -112,6 +113,12 @@ async def test_only_quiet_connections_are_pinged_and_silent_ones_are_failed() ->
         # silent got one ping, did not answer, and was failed on its next turn, as uvicorn would
         assert silent.pings >= 1 and silent.close_code == 1011, (silent.pings, silent.close_code)
         assert stats.unanswered_pings == 1 and stats.pings >= quiet.pings + silent.pings
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"{server.http_url}/metrics")).text
+        assert "ticker_keepalive_timeouts_total 1.0" in metrics
+        pings = next(float(line.split()[1]) for line in metrics.splitlines()
+                     if line.startswith("ticker_keepalive_pings_total "))
+        assert pings >= quiet.pings + silent.pings  # the quiet one may get more meanwhile
         # No connection has a keep-alive timer of uvicorn's, and the kernel ends one whose data
         # stays unacknowledged for two intervals.
         protocols = list(server.server.server_state.connections)

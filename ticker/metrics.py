@@ -54,6 +54,12 @@ class TickerCollector(Collector):
                                             "Clients dropped for falling behind",
                                             labels=["reason"]),
                         {"lag": stats.closes[4008], "stalled": stats.stalled})
+        yield CounterMetricFamily("ticker_keepalive_pings",
+                                  "Pings sent to WebSockets nothing was written to for an interval",
+                                  value=stats.pings)
+        yield CounterMetricFamily("ticker_keepalive_timeouts",
+                                  "WebSockets closed (1011) for not answering a ping",
+                                  value=stats.unanswered_pings)
         yield _labelled(CounterMetricFamily("ticker_errors", "Error replies to clients, by code",
                                             labels=["code"]), dict(stats.errors))
         yield _labelled(CounterMetricFamily("ticker_closes",
