@@ -29,18 +29,21 @@ class TickerCollector(Collector):
                         {name: t.connections for name, t in transports})
         yield GaugeMetricFamily("ticker_subscriptions", "Symbol subscriptions held, all clients",
                                 value=hub.subscription_count())
-        yield CounterMetricFamily("ticker_ticks_in", "Ticks the hub took in from the feed",
-                                  value=hub.ticks_ingested)
-        yield CounterMetricFamily("ticker_ticks_rejected",
-                                  "Impossible ticks (NaN, <= 0 price, negative size) dropped",
-                                  value=stats.rejected_ticks)
-        yield CounterMetricFamily("ticker_recording_lines_skipped",
-                                  "Recording lines a replay skipped (not JSON, impossible values)",
-                                  value=stats.unreadable_lines)
-        yield CounterMetricFamily("ticker_upstream_messages_skipped",
-                                  "Messages of a live upstream (Coinbase, Alpaca, a relayed "
-                                  "ticker) skipped: malformed, out of order, not asked for",
-                                  value=stats.upstream_skipped)
+        for name, help_text, count in (
+                ("ticker_ticks_in", "Ticks the hub took in from the feed", hub.ticks_ingested),
+                ("ticker_ticks_rejected",
+                 "Impossible ticks (NaN, <= 0 price, negative size) dropped", stats.rejected_ticks),
+                ("ticker_recording_lines_skipped",
+                 "Recording lines a replay skipped (not JSON, impossible values)",
+                 stats.unreadable_lines),
+                ("ticker_upstream_messages_skipped",
+                 "Messages of a live upstream (Coinbase, Alpaca, a relayed ticker) skipped: "
+                 "malformed, out of order, not asked for", stats.upstream_skipped),
+                ("ticker_keepalive_pings",
+                 "Pings sent to WebSockets nothing was written to for an interval", stats.pings),
+                ("ticker_keepalive_timeouts", "WebSockets closed (1011) for not answering a ping",
+                 stats.unanswered_pings)):
+            yield CounterMetricFamily(name, help_text, value=count)
         for name, help_text, attribute in (
                 ("ticker_ticks_out", "Ticks handed to clients", "ticks"),
                 ("ticker_frames_out", "Messages sent (WebSocket frames, SSE events, poll replies)",
@@ -54,12 +57,6 @@ class TickerCollector(Collector):
                                             "Clients dropped for falling behind",
                                             labels=["reason"]),
                         {"lag": stats.closes[4008], "stalled": stats.stalled})
-        yield CounterMetricFamily("ticker_keepalive_pings",
-                                  "Pings sent to WebSockets nothing was written to for an interval",
-                                  value=stats.pings)
-        yield CounterMetricFamily("ticker_keepalive_timeouts",
-                                  "WebSockets closed (1011) for not answering a ping",
-                                  value=stats.unanswered_pings)
         yield _labelled(CounterMetricFamily("ticker_errors", "Error replies to clients, by code",
                                             labels=["code"]), dict(stats.errors))
         yield _labelled(CounterMetricFamily("ticker_closes",
