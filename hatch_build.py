@@ -1,11 +1,12 @@
 """Compiles the C pieces when the package is built: ticker/_order.c (the merge into feed order),
-ticker/_frames.c (a connection's drain into ready-to-send frames) and ticker/bench/_recorder.c
-(the benchmark load generator's recording loop).
+ticker/_frames.c (a connection's drain into ready-to-send frames), feeds/_market_walk.c (the
+simulated market's walk) and ticker/bench/_recorder.c (the benchmark load generator's recording
+loop).
 
 Only a C compiler and Python's headers are needed, both on any machine that builds Python
 packages. Where a build fails, the package still installs and the same code runs in Python,
-slower (ticker/feed_order.py, ticker/subscriber.py); with TICKER_REQUIRE_ALL_TOOLS set (CI) a
-failed build is an error.
+slower (ticker/feed_order.py, ticker/subscriber.py, feeds/market_walk.py); with
+TICKER_REQUIRE_ALL_TOOLS set (CI) a failed build is an error.
 """
 
 from __future__ import annotations
@@ -23,15 +24,18 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 def compile_extension(source: Path, target: Path) -> None:
     compiler = shlex.split(sysconfig.get_config_var("CC") or "cc")
     include = sysconfig.get_paths()["include"]
-    subprocess.run([*compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", f"-I{include}",
-                    str(source), "-o", str(target)], check=True, capture_output=True, text=True)
+    # No fused multiply-add: feeds/_market_walk.c must round as Python's arithmetic does.
+    subprocess.run([*compiler, "-shared", "-fPIC", "-O2", "-ffp-contract=off", "-Wall", "-Werror",
+                    f"-I{include}", str(source), "-o", str(target)], check=True,
+                   capture_output=True, text=True)
 
 
-# Each C source (ticker/<path>.c), and what runs in Python where it is not compiled.
+# Each C source (<path>.c from the project root), and what runs in Python where it is not built.
 EXTENSIONS = {
-    "_order": "the merge into feed order",
-    "_frames": "the drain into frames",
-    "bench/_recorder": "the load generator's recording loop",
+    "ticker/_order": "the merge into feed order",
+    "ticker/_frames": "the drain into frames",
+    "feeds/_market_walk": "the simulated market's walk",
+    "ticker/bench/_recorder": "the load generator's recording loop",
 }
 
 
@@ -40,7 +44,7 @@ class CompiledExtensions(BuildHookInterface):  # type: ignore[type-arg]
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         for name in EXTENSIONS:
-            source = Path(self.root) / "ticker" / f"{name}.c"
+            source = Path(self.root) / f"{name}.c"
             target = source.with_name(source.stem + str(sysconfig.get_config_var("EXT_SUFFIX")))
             try:
                 compile_extension(source, target)

@@ -2,19 +2,21 @@
 
 Prices follow a factor model (market, sector, idiosyncratic) in continuous trading time, with
 clustered volatility and jumps, so charts and cross-stock correlations look like a real market.
-Everything per tick uses only ``random`` and ``math``: the feed must outrun any real tick rate.
+The walk itself is feeds/market_walk.py (and feeds/_market_walk.c, the same loop compiled): the
+feed must outrun any real tick rate, and in a benchmark it shares the server's core.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
-from bisect import bisect_right
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from itertools import accumulate
 
 from feeds.base import Clock, WallClock
 from feeds.market import MarketParams, StockSpec
+from feeds.market_walk import Model, walk_in_python
 from ticker.errors import ConfigError
 from ticker.model import SymbolInfo, Tick
 
@@ -22,9 +24,15 @@ TRADING_DAY_S = 6.5 * 3600.0
 TRADING_YEAR_S = 252 * TRADING_DAY_S  # 5,896,800 s: volatilities are annualised over trading time
 MAX_BATCH = 10_000
 MARKET_VOL_SHARE = 0.2  # part of the log-vol variance all stocks share: market-wide calm or stress
-PARETO_ALPHA = 1.3  # trade sizes: heavy tail like real prints, a few block trades among odd lots
-MAX_LOTS = 1000
 MIN_SLEEP_S = 0.001  # always advance the clock, even if float rounding leaves a tick a hair ahead
+PYTHON_WALK_ENV = "TICKER_PYTHON_MARKET_WALK"  # set: walk in Python even where the C is built
+
+CompiledWalk = Callable[[Model, Callable[[], float], float, type[Tick]], Iterator[Tick]]
+compiled_walk: CompiledWalk | None
+try:
+    from feeds._market_walk import walk as compiled_walk
+except ImportError:  # not built (no C compiler where it was installed): hatch_build.py
+    compiled_walk = None
 
 
 class SimulatedFeed:
@@ -62,118 +70,41 @@ class SimulatedFeed:
         )
 
     def ticks(self, start_ms: float) -> Iterator[Tick]:
-        """Every call replays the market from scratch, so the same seed gives the same ticks.
+        """Every call replays the market from scratch, so the same seed gives the same ticks,
+        from the compiled walk (feeds/_simulated.c) or, where it is not built, from Python."""
+        model = self._model()
+        rng = random.Random(self._seed)
+        if compiled_walk is not None and not os.environ.get(PYTHON_WALK_ENV):
+            return compiled_walk(model, rng.random, start_ms, Tick)
+        return walk_in_python(model, rng.random, start_ms)
 
-        Shared factors are Brownian motions advanced only forward and only when a stock needs
-        them (the market on every tick, a sector when one of its stocks trades): an increment over
-        any interval is then exactly N(0, dt), however irregular the trading.
-        """
+    def _model(self) -> Model:
         p = self._params
         stocks = self._stocks
-        n = len(stocks)
-        rng = random.Random(self._seed)
-        rnd, gauss = rng.random, rng.gauss
-        exp, sqrt, log = math.exp, math.sqrt, math.log
-
-        cum = list(accumulate(s.activity for s in stocks))
-        total_w = cum[-1]
-        last_i = n - 1
-        mean_gap_s = 1.0 / self._tick_rate
-
         loads = [_loadings(s.volatility, p) for s in stocks]
-        a_m = [m for m, _, _ in loads]
-        a_s = [sc for _, sc, _ in loads]
-        a_e = [e for _, _, e in loads]
         sector_ids: dict[str, int] = {}
-        sec = [sector_ids.setdefault(s.sector, len(sector_ids)) for s in stocks]
-        syms = [s.symbol for s in stocks]
-
-        # log-vol x = x_market + x_stock, stationary std vol_of_vol; m = exp(x - s^2) has E[m^2]=1.
-        kappa = math.log(2.0) / p.vol_halflife
+        sectors = [sector_ids.setdefault(s.sector, len(sector_ids)) for s in stocks]
         s2 = p.vol_of_vol**2
-        sd_xm = sqrt(s2 * MARKET_VOL_SHARE)
-        sd_xi = sqrt(s2 * (1.0 - MARKET_VOL_SHARE))
-        jump_rate = p.jumps_per_day / TRADING_DAY_S
-        jump_sd = p.jump_size
-        inf = math.inf
-
-        def next_jump_gap() -> float:
-            return -log(1.0 - rnd()) / jump_rate if jump_rate > 0 else inf
-
-        logp = [log(s.price) for s in stocks]
-        x = [sd_xi * gauss() for _ in range(n)]
-        x_m = sd_xm * gauss()
-        next_jump = [next_jump_gap() for _ in range(n)]
-        last_t = [0.0] * n
-        last_mkt = [0.0] * n
-        last_sec = [0.0] * n
-        seq = [0] * n
-        sec_level = [0.0] * len(sector_ids)
-        sec_t = [0.0] * len(sector_ids)
-        mkt = 0.0
-        t = 0.0
-        spread_frac = p.spread_bps / 1e4 * 0.5  # times 4**u below: a factor in [0.5, 2)
-        neg_inv_alpha = -1.0 / PARETO_ALPHA
-        ms_per_s = 1000.0
-
-        while True:
-            dt = -log(1.0 - rnd()) * mean_gap_s
-            t += dt
-            i = bisect_right(cum, rnd() * total_w)
-            if i > last_i:
-                i = last_i
-            mkt += sqrt(dt) * gauss()
-            decay = exp(-kappa * dt)
-            x_m = x_m * decay + sd_xm * sqrt(1.0 - decay * decay) * gauss()
-            k = sec[i]
-            sec_level[k] += sqrt(t - sec_t[k]) * gauss()
-            sec_t[k] = t
-
-            dt_i = t - last_t[i]
-            decay = exp(-kappa * dt_i)
-            xi = x[i] = x[i] * decay + sd_xi * sqrt(1.0 - decay * decay) * gauss()
-            # The multiplier is independent of this interval's increments, so it scales the
-            # variance by E[m^2] = 1 on average: clustering without changing long-run volatility.
-            r = exp(x_m + xi - s2) * (
-                a_m[i] * (mkt - last_mkt[i])
-                + a_s[i] * (sec_level[k] - last_sec[i])
-                + a_e[i] * sqrt(dt_i) * gauss()
-            )
-            while next_jump[i] <= t:
-                r += jump_sd * gauss()
-                next_jump[i] += next_jump_gap()
-            last_t[i], last_mkt[i], last_sec[i] = t, mkt, sec_level[k]
-            lp = logp[i] = logp[i] + r
-
-            # Quote and trade in integer cents: the 0.01 grid and bid <= price <= ask hold exactly.
-            mid_c = exp(lp) * 100.0
-            spread = int(mid_c * spread_frac * 4.0 ** rnd() + 0.5)
-            if spread < 1:
-                spread = 1
-            bid = math.floor(mid_c - 0.5 * spread + 0.5)
-            if bid < 1:
-                bid = 1
-            ask = bid + spread
-            u = rnd()
-            if u < 0.45:
-                price = bid
-            elif u < 0.9:
-                price = ask
-            elif spread > 1:
-                price = bid + 1 + int((u - 0.9) * 10.0 * (spread - 1))
-            else:
-                price = bid if u < 0.95 else ask
-            lots = int((1.0 - rnd()) ** neg_inv_alpha)
-            seq[i] += 1
-            yield Tick(
-                syms[i],
-                seq[i],
-                round(start_ms + t * ms_per_s, 3),
-                round(price / 100, 2),
-                100 * (lots if lots < MAX_LOTS else MAX_LOTS),
-                round(bid / 100, 2),
-                round(ask / 100, 2),
-            )
+        return Model(
+            symbols=tuple(s.symbol for s in stocks),
+            sectors=tuple(sectors),
+            sector_count=len(sector_ids),
+            cumulative_activity=tuple(accumulate(s.activity for s in stocks)),
+            market_loading=tuple(m for m, _, _ in loads),
+            sector_loading=tuple(sc for _, sc, _ in loads),
+            own_loading=tuple(e for _, _, e in loads),
+            log_prices=tuple(math.log(s.price) for s in stocks),
+            mean_gap_s=1.0 / self._tick_rate,
+            # log-vol x = x_market + x_stock, stationary std vol_of_vol; m = exp(x - s^2) has
+            # E[m^2] = 1.
+            kappa=math.log(2.0) / p.vol_halflife,
+            vol_variance=s2,
+            sd_market_vol=math.sqrt(s2 * MARKET_VOL_SHARE),
+            sd_stock_vol=math.sqrt(s2 * (1.0 - MARKET_VOL_SHARE)),
+            jump_rate=p.jumps_per_day / TRADING_DAY_S,
+            jump_sd=p.jump_size,
+            half_spread=p.spread_bps / 1e4 * 0.5,  # times 4**u below: a factor in [0.5, 2)
+        )
 
     async def batches(self) -> AsyncIterator[list[Tick]]:
         """Releases ticks as their simulated time comes due on the clock.
