@@ -25,6 +25,7 @@ from websockets.sync.client import connect
 import ticker
 from ticker.bench import kernel_loadgen, servers
 from ticker.bench.arrivals import ClientLog, Read, kernel_ns, owed_by_client, timestamp_ancdata
+from ticker.bench.cpu import stolen_seconds
 from ticker.bench.fanout import _selected, run_ramp
 from ticker.bench.generator import Tracker
 from ticker.bench.loadgen import BenchClient, owed_by_all
@@ -563,6 +564,34 @@ def test_a_step_disturbed_by_other_programs_runs_once_more() -> None:
     assert [s.verdict.sustained for s in ramp.steps] == [True, False, True, True]
     assert ramp.disturbed
     assert "disturbed" in summary([ramp], Workload(), 1.0)
+
+
+def test_a_step_the_hypervisor_took_cpu_from_runs_once_more() -> None:
+    seen: list[float] = []
+
+    def step(kind: Any, rate: float) -> Measurement:
+        seen.append(rate)
+        stolen = len(seen) == 2
+        return measured(tick_rate=rate, sample_on_time=500 if stolen else 1000,
+                        stolen_cpu=0.4 if stolen else 0.01)
+
+    ramp = run_ramp(KINDS[0], [1000, 2000], step)
+    assert seen == [1000, 2000, 2000]
+    assert ramp.disturbed
+    assert "hypervisor" in summary([ramp], Workload(), 1.0)
+    assert " 40%  " in row(ramp.steps[1])  # the stolen column
+
+
+def test_steal_is_read_from_proc_stat() -> None:
+    before = stolen_seconds()
+    if not os.path.exists("/proc/stat"):
+        assert before is None
+        return
+    with open("/proc/stat") as file:
+        steal = int(file.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
+    after = stolen_seconds()
+    assert before is not None and after is not None
+    assert 0.0 <= before <= steal <= after  # steal may advance between the reads, never back
 
 
 def test_measurement_round_trips_through_json() -> None:

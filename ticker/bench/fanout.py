@@ -238,8 +238,9 @@ def _attempt(ramp: Ramp, kind: ServerKind, rate: float,
     _say(row(result))
     if not result.verdict.sustained and result.measurement.noisy:
         # This machine may be shared: a step other programs disturbed gets one more try.
-        _say(f"  {'':>10} other programs used {result.measurement.other_cpu:.0%} of a core "
-             "during that step: once more")
+        m = result.measurement
+        _say(f"  {'':>10} other programs used {_share(m.other_cpu)} of a core and the "
+             f"hypervisor took {_share(m.stolen_cpu)} (steal) during that step: once more")
         result = Step.of(step(kind, rate))
         ramp.steps.append(result)
         _say(row(result))
@@ -300,6 +301,10 @@ def wait_for_quiet(limit_s: float) -> None:
 
 def _say(text: str) -> None:
     print(text, flush=True)
+
+
+def _share(cores: float | None) -> str:
+    return "?" if cores is None else f"{cores:.0%}"
 
 
 __all__ = ["add_arguments", "main", "run_ramp", "run_step"]

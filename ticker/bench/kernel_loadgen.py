@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from ticker.bench.cpu import machine_seconds, process_seconds
+from ticker.bench.cpu import machine_seconds, process_seconds, stolen_seconds
 from ticker.bench.generator import Tracker, cpu_share, generator_main
 from ticker.bench.kernel_client import Client
 from ticker.bench.measurement import KERNEL, Measurement
@@ -65,11 +65,12 @@ class Reading:
     own_cpu: float | None
     server_cpu: float | None
     busy_cpu: float | None
+    stolen_cpu: float | None
 
     @classmethod
     def now(cls, server_pid: int) -> Reading:
         return cls(time.time(), process_seconds(os.getpid()), process_seconds(server_pid),
-                   machine_seconds())
+                   machine_seconds(), stolen_seconds())
 
 
 class Fleet:
@@ -202,6 +203,7 @@ def record(result: Measurement, fleet: Fleet, window: Window, workload: Workload
     busy = cpu_share(before.busy_cpu, after.busy_cpu, seconds)
     if busy is not None and result.server_cpu is not None and result.loadgen_cpu is not None:
         result.other_cpu = round(max(0.0, busy - result.server_cpu - result.loadgen_cpu), 4)
+    result.stolen_cpu = cpu_share(before.stolen_cpu, after.stolen_cpu, seconds)
     result.freshest_lag_ms = round(window.t1 - window.newest_ts, 2)
     result.owed = result.sample_owed = window.owed(fleet.subscriptions)
     result.owed_tps = round(result.owed / workload.measure_s, 1)

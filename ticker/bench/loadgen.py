@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from ticker.bench.cpu import machine_seconds, process_seconds
+from ticker.bench.cpu import machine_seconds, process_seconds, stolen_seconds
 from ticker.bench.generator import Tracker, cpu_share, generator_main
 from ticker.bench.measurement import Measurement
 from ticker.bench.sample import SampleStream, Window, percentiles
@@ -144,6 +144,7 @@ class Reading:
     server_cpu: float | None
     busy_cpu: float | None
     newest_ts: float
+    stolen_cpu: float | None
 
 
 class Fleet:
@@ -172,7 +173,7 @@ class Fleet:
                        sum(c.ticks for c in clients if c.sample is not None),
                        sum(c.frames for c in clients),
                        process_seconds(os.getpid()), process_seconds(server_pid),
-                       machine_seconds(), self.window.newest_ts)
+                       machine_seconds(), self.window.newest_ts, stolen_seconds())
 
     async def connect(self, url: str) -> None:
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -265,6 +266,7 @@ def record(result: Measurement, fleet: Fleet, workload: Workload, before: Readin
     busy = cpu_share(before.busy_cpu, after.busy_cpu, seconds)
     if busy is not None and result.server_cpu is not None and result.loadgen_cpu is not None:
         result.other_cpu = round(max(0.0, busy - result.server_cpu - result.loadgen_cpu), 4)
+    result.stolen_cpu = cpu_share(before.stolen_cpu, after.stolen_cpu, seconds)
     result.freshest_lag_ms = round(window.t1 - after.newest_ts, 2)
     sampled_subscriptions = [fleet.subscriptions[i] for i in fleet.sampled]
     result.sample_owed = window.owed(sampled_subscriptions)

@@ -30,6 +30,7 @@ MAX_P99_SPREAD_MS = 5.0  # p99 minus its lower bound (kernel timestamps): more, 
 KERNEL = "kernel"  # latency from SO_TIMESTAMPNS receive times, every frame of every client
 PICOWS = "picows"  # latency from a sampled client's callback time (time.time())
 NOISY_CPU = 0.25  # other programs using more than this (in cores) make a step worth repeating
+NOISY_STEAL = 0.1  # so does the hypervisor taking more than this (in cores) for other guests
 
 
 @dataclass(slots=True)
@@ -65,6 +66,7 @@ class Measurement:
     server_cpu: float | None = None  # of one core, over the window
     loadgen_cpu: float | None = None
     other_cpu: float | None = None  # other programs on the machine, in cores: noise
+    stolen_cpu: float | None = None  # taken by the hypervisor for other guests, in cores: noise
     # Kernel timestamps only: p50 and p99 with each frame that may have arrived before its read's
     # last segment placed at the socket's previous read instead (lower bounds), how many frames
     # that concerned, the generator's reads in the window, how long after the kernel's stamp each
@@ -107,7 +109,8 @@ class Measurement:
 
     @property
     def noisy(self) -> bool:
-        return self.other_cpu is not None and self.other_cpu > NOISY_CPU
+        return ((self.other_cpu is not None and self.other_cpu > NOISY_CPU)
+                or (self.stolen_cpu is not None and self.stolen_cpu > NOISY_STEAL))
 
     @property
     def on_time_share(self) -> float:
@@ -186,4 +189,4 @@ def _problems(step: Measurement) -> list[str]:
 
 
 __all__ = ["KERNEL", "MAX_LOADGEN_CPU", "MAX_P99_MS", "MAX_P99_SPREAD_MS", "MIN_ON_TIME",
-           "NOISY_CPU", "PICOWS", "Measurement", "Verdict", "judge"]
+           "NOISY_CPU", "NOISY_STEAL", "PICOWS", "Measurement", "Verdict", "judge"]

@@ -66,7 +66,8 @@ class Ramp:
 
     @property
     def disturbed(self) -> bool:
-        """Some step failed while other programs used the cores: the capacity may be low."""
+        """Some step failed while other programs, or other guests of the hypervisor (steal),
+        used the cores: the capacity may be low."""
         return any(s.measurement.noisy and not s.verdict.sustained for s in self.steps)
 
     def to_json(self) -> dict[str, Any]:
@@ -83,7 +84,7 @@ class Ramp:
 
 HEADER = (f"{'produced/s':>10} {'delivered/s':>12} {'on time':>8} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'max ms':>7} {'gaps':>5} {'drops':>5} {'server':>6} {'loadgen':>7} {'p99 lo':>6} "
-          f"{'other':>5}  verdict")
+          f"{'other':>5} {'stolen':>6}  verdict")
 # "p99 lo": kernel timestamps only, the lower bound of p99 (measurement.py): the true p99 lies
 # between it and "p99 ms".
 
@@ -110,8 +111,8 @@ def row(step: Step) -> str:
     return (f"  {m.tick_rate:>10,.0f} {m.delivered_tps:>12,.0f} {m.on_time_share:>8.3%} "
             f"{_ms(m.p50_ms):>7} {_ms(m.p99_ms):>7} {_ms(m.max_ms):>7} "
             f"{m.gaps + m.duplicates:>5} {m.disconnects:>5} {_pct(m.server_cpu):>6} "
-            f"{_pct(m.loadgen_cpu):>7} {_ms(m.p99_low_ms):>6} {_pct(m.other_cpu):>5}  "
-            f"{verdict}")
+            f"{_pct(m.loadgen_cpu):>7} {_ms(m.p99_low_ms):>6} {_pct(m.other_cpu):>5} "
+            f"{_pct(m.stolen_cpu):>6}  {verdict}")
 
 
 def _ms(value: float | None) -> str:
@@ -167,7 +168,8 @@ def _capacity_line(ramp: Ramp, ours: Ramp | None) -> str:
     if ramp.limited_by_loadgen:
         text += "; at least: the load generator saturated above it"
     if ramp.disturbed:
-        text += "; other programs disturbed failing steps (see 'other'), so maybe more"
+        text += ("; other programs or the hypervisor disturbed failing steps (see 'other' and "
+                 "'stolen'), so maybe more")
     if ours is not None and ramp is not ours:
         text += f"; ours is {_ratio(ours.capacity, ramp.capacity)}"
     return text
