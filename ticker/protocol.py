@@ -240,8 +240,9 @@ def encode_tick(tick: Tick) -> bytes:
     # orjson (3.13) returns its 4 KB working buffer as the bytes object: measured with
     # tracemalloc, 4,098 bytes held for a 110-byte tick. Ticks live on in history (a million at
     # the defaults: 4 GB instead of 150 MB), so each is copied once into an exact-size object
-    # (0.2 us; once per tick, not per client).
-    return bytes(memoryview(encoded))
+    # (147 bytes held). %-formatting copies in 0.10 us where bytes(memoryview()) took 0.44
+    # (2026-12-04, same run), once per tick, not per client.
+    return b"%b" % encoded
 
 
 _FIN_TEXT = 0x81
