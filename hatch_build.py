@@ -1,11 +1,11 @@
 """Compiles the C pieces when the package is built: ticker/_order.c (the merge into feed order),
-ticker/_frames.c (a connection's drain into ready-to-send frames), feeds/_market_walk.c (the
-simulated market's walk) and ticker/bench/_recorder.c (the benchmark load generator's recording
-loop).
+ticker/_frames.c (a connection's drain into ready-to-send frames), ticker/_wake.c (the hub's wake
+walk), feeds/_market_walk.c (the simulated market's walk) and ticker/bench/_recorder.c (the
+benchmark load generator's recording loop).
 
 Only a C compiler and Python's headers are needed, both on any machine that builds Python
 packages. Where a build fails, the package still installs and the same code runs in Python,
-slower (ticker/feed_order.py, ticker/subscriber.py, feeds/market_walk.py); with
+slower (ticker/feed_order.py, ticker/subscriber.py, ticker/hub.py, feeds/market_walk.py); with
 TICKER_REQUIRE_ALL_TOOLS set (CI) a failed build is an error.
 """
 
@@ -34,6 +34,7 @@ def compile_extension(source: Path, target: Path) -> None:
 EXTENSIONS = {
     "ticker/_order": "the merge into feed order",
     "ticker/_frames": "the drain into frames",
+    "ticker/_wake": "the hub's wake walk",
     "feeds/_market_walk": "the simulated market's walk",
     "ticker/bench/_recorder": "the load generator's recording loop",
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TypedDict
 
 from ticker.bars import DAY_MS, INTERVALS_MS, MINUTE_MS, Bar, BarSeries, TradeBar
@@ -20,6 +21,22 @@ from ticker.protocol import Resume, encode_hello, encode_snapshot, encode_tick
 from ticker.subscriber import Close, Cursor, Subscriber
 
 log = logging.getLogger("ticker.hub")
+
+compiled_wake_idle: Callable[[dict[Subscriber, Cursor]], int] | None
+try:
+    from ticker._wake import wake_idle as compiled_wake_idle
+except ImportError:  # not built (no C compiler where it was installed): hatch_build.py
+    compiled_wake_idle = None
+
+
+def wake_idle_in_python(subscribers: dict[Subscriber, Cursor]) -> int:
+    """Wake every subscriber not already pending (ticker/_wake.c does this where built)."""
+    woken = 0
+    for subscriber in subscribers:
+        if not subscriber.pending:
+            subscriber.wake()
+            woken += 1
+    return woken
 
 
 class SymbolSummary(TypedDict):
@@ -144,10 +161,9 @@ class Hub:
                 state.open = tick.price
             state.last = tick
             touched[tick.symbol] = state
+        wake_idle = compiled_wake_idle or wake_idle_in_python
         for state in touched.values():
-            for subscriber in state.eager:
-                if not subscriber.pending:
-                    subscriber.wake()
+            wake_idle(state.eager)
         self.ticks_ingested += len(batch.ticks)
         self.last_tick_at = time.monotonic()
         if batch.ticks:  # ordered by ts: the last tick is the newest

@@ -1,0 +1,3 @@
+from typing import Any
+
+def wake_idle(subscribers: dict[Any, Any], /) -> int: ...
