@@ -175,3 +175,59 @@ def test_an_armed_conflated_cursor_is_skipped_in_c_not_handed_back() -> None:
     assert taken[1] == 3 and conflated.seq == 0  # only the eager cursor's ticks, untouched Q
     conflated.armed = False
     assert compiled(subscriber._cursors, 1000, 100, b"[", b"]", False) is None
+
+
+class PlainCursor:
+    """A cursor of another class, with a __dict__: the drain reads it the generic way."""
+
+    def __init__(self, history: History, seq: int) -> None:
+        self.history, self.seq, self.fresh, self.interval, self.armed = history, seq, False, 0.0, \
+            False
+
+
+class PlainHistory(History):
+    """A subclass, and one with a __dict__ beside the slots: the slots are where they were."""
+
+
+def test_cursors_and_histories_of_other_classes_drain_the_same() -> None:
+    needs_compiled()
+    assert compiled is not None
+
+    def build(history_type: type[History]) -> tuple[History, History]:
+        a, b = history_type(8), History(8)
+        for seq in range(1, 13):  # a wrapped ring
+            a.append(seq, orjson.dumps({"symbol": "A", "seq": seq}), 2 * seq)
+            b.append(seq, orjson.dumps({"symbol": "B", "seq": seq}), 2 * seq + 1)
+        return a, b
+
+    a, b = build(History)
+    subscriber = Subscriber(max_lag=1000, max_frame_ticks=5)
+    subscriber.follow("A", a, 6)
+    subscriber.follow("B", b, 7)
+    expected = compiled(subscriber._cursors, 1000, 5, b"[", b"]", True)
+    for history_type in (History, PlainHistory):
+        a, b = build(history_type)
+        odd = PlainCursor(b, 7)
+        mixed = {"A": Subscriber(max_lag=1000, max_frame_ticks=5).follow("A", a, 6), "B": odd}
+        # Twice in a row, so the second call runs on what the first learned of the types.
+        assert compiled(mixed, 1000, 5, b"[", b"]", True) == expected
+        assert odd.seq == 12 and odd.fresh is False and mixed["A"].seq == 12
+        odd.seq = 7
+        mixed["A"].seq = 6
+        assert compiled(mixed, 1000, 5, b"[", b"]", True) == expected
+
+
+def test_an_unset_slot_is_an_attribute_error_not_a_crash() -> None:
+    needs_compiled()
+    assert compiled is not None
+    history = History(4)
+    history.append(1, b'{"seq":1}', 1)
+    real = Subscriber(max_lag=10, max_frame_ticks=10).follow("A", history, 0)
+    compiled({"A": real}, 10, 10, b"[", b"]", False)  # the types are learned
+    blank = type(real).__new__(type(real))
+    with pytest.raises(AttributeError):
+        compiled({"A": blank}, 10, 10, b"[", b"]", False)
+    blank_history = History.__new__(History)
+    real.history = blank_history
+    with pytest.raises(AttributeError):
+        compiled({"A": real}, 10, 10, b"[", b"]", False)

@@ -12,9 +12,13 @@
 #include <Python.h>
 
 #include "_heap.h"
+#include "_slots.h"
 
-static PyObject *s_history, *s_seq, *s_fresh, *s_interval, *s_armed, *s_last, *s_first, *s_ring,
-                *s_places, *s_capacity, *s_origin;
+/* A cursor's attributes, and its history's. */
+static Slot s_history = {"history"}, s_seq = {"seq"}, s_fresh = {"fresh"},
+            s_interval = {"interval"}, s_armed = {"armed"}, s_last = {"last"},
+            s_first = {"first"}, s_ring = {"_ring"}, s_places = {"_places"},
+            s_capacity = {"_capacity"}, s_origin = {"_origin"};
 
 typedef struct {
     PyObject *cursor;       /* borrowed from the dict */
@@ -29,18 +33,6 @@ typedef struct {
     Py_ssize_t next;        /* ticks of the run merged so far */
 } Run;
 
-
-static long long
-attr_long(PyObject *object, PyObject *name)
-{
-    PyObject *value = PyObject_GetAttr(object, name);
-    if (value == NULL) {
-        return -1;
-    }
-    long long result = PyLong_AsLongLong(value);
-    Py_DECREF(value);
-    return result;
-}
 
 static inline Py_ssize_t
 ring_index(const Run *run, Py_ssize_t offset)
@@ -61,12 +53,12 @@ run_key(const Run *run)
 static int
 read_cursor(PyObject *cursor, long long max_lag, Run *run)
 {
-    PyObject *history = PyObject_GetAttr(cursor, s_history);
+    PyObject *history = slot_get(&s_history, cursor);
     if (history == NULL) {
         return -1;
     }
-    long long last = attr_long(history, s_last);
-    long long seq = attr_long(cursor, s_seq);
+    long long last = slot_long(&s_last, history);
+    long long seq = slot_long(&s_seq, cursor);
     if (PyErr_Occurred()) {
         Py_DECREF(history);
         return -1;
@@ -75,8 +67,8 @@ read_cursor(PyObject *cursor, long long max_lag, Run *run)
         Py_DECREF(history);
         return 0;
     }
-    PyObject *interval = PyObject_GetAttr(cursor, s_interval);
-    PyObject *fresh = PyObject_GetAttr(cursor, s_fresh);
+    PyObject *interval = slot_get(&s_interval, cursor);
+    PyObject *fresh = slot_get(&s_fresh, cursor);
     int conflated = interval != NULL ? PyObject_IsTrue(interval) : -1;
     int is_fresh = fresh != NULL ? PyObject_IsTrue(fresh) : -1;
     Py_XDECREF(interval);
@@ -88,7 +80,7 @@ read_cursor(PyObject *cursor, long long max_lag, Run *run)
     if (conflated) {
         /* Armed: its timer will wake the connection when the update is due, so nothing is due
          * now (as in Python). Otherwise Python decides, and may send the latest tick. */
-        PyObject *armed = PyObject_GetAttr(cursor, s_armed);
+        PyObject *armed = slot_get(&s_armed, cursor);
         int is_armed = armed != NULL ? PyObject_IsTrue(armed) : -1;
         Py_XDECREF(armed);
         Py_DECREF(history);
@@ -106,13 +98,13 @@ read_cursor(PyObject *cursor, long long max_lag, Run *run)
     if (seq >= last) {
         return 1;  /* the cursor is past a history that started over: it moves back, no ticks */
     }
-    long long first = attr_long(history, s_first);
-    long long origin = attr_long(history, s_origin);
-    long long capacity = attr_long(history, s_capacity);
+    long long first = slot_long(&s_first, history);
+    long long origin = slot_long(&s_origin, history);
+    long long capacity = slot_long(&s_capacity, history);
     if (PyErr_Occurred()) {
         return -1;
     }
-    run->ring = PyObject_GetAttr(history, s_ring);
+    run->ring = slot_get(&s_ring, history);
     if (run->ring == NULL) {
         return -1;
     }
@@ -120,7 +112,7 @@ read_cursor(PyObject *cursor, long long max_lag, Run *run)
         PyErr_SetString(PyExc_TypeError, "a history's ring must be a list");
         return -1;
     }
-    PyObject *places = PyObject_GetAttr(history, s_places);
+    PyObject *places = slot_get(&s_places, history);
     if (places == NULL) {
         return -1;
     }
@@ -311,8 +303,8 @@ take_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     /* Only now that nothing can fail does any cursor move. */
     for (Py_ssize_t i = 0; i < taken; i++) {
         PyObject *last = PyLong_FromLongLong(runs[i].last);
-        if (last == NULL || PyObject_SetAttr(runs[i].cursor, s_seq, last) < 0
-                || PyObject_SetAttr(runs[i].cursor, s_fresh, Py_False) < 0) {
+        if (last == NULL || slot_set(&s_seq, runs[i].cursor, last) < 0
+                || slot_set(&s_fresh, runs[i].cursor, Py_False) < 0) {
             Py_XDECREF(last);
             goto done;
         }
@@ -343,18 +335,11 @@ static struct PyModuleDef frames_module = {
 PyMODINIT_FUNC
 PyInit__frames(void)
 {
-    struct { PyObject **name; const char *text; } names[] = {
-        {&s_history, "history"}, {&s_seq, "seq"}, {&s_fresh, "fresh"},
-        {&s_interval, "interval"}, {&s_armed, "armed"}, {&s_last, "last"}, {&s_first, "first"},
-        {&s_ring, "_ring"},
-        {&s_places, "_places"}, {&s_capacity, "_capacity"}, {&s_origin, "_origin"},
-    };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (*names[i].name == NULL) {
-            *names[i].name = PyUnicode_InternFromString(names[i].text);
-            if (*names[i].name == NULL) {
-                return NULL;
-            }
+    Slot *slots[] = {&s_history, &s_seq, &s_fresh, &s_interval, &s_armed, &s_last, &s_first,
+                     &s_ring, &s_places, &s_capacity, &s_origin};
+    for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
+        if (slot_init(slots[i]) < 0) {
+            return NULL;
         }
     }
     return PyModule_Create(&frames_module);

@@ -4,7 +4,7 @@
  * py-spy on the pinned server at 2M ticks/s delivered (2026-12-04, 1000 clients x 10 of 100
  * symbols): ~10 % of the core in this loop, in Python. Under load nearly every subscriber is
  * already pending (waiting its turn in the flush), so the walk is almost all reads of one slot; here
- * that read is a load from the object at the slot's offset instead of a bytecode round per entry.
+ * that read is a load at the slot's offset (ticker/_slots.h) instead of a bytecode round per entry.
  * ticker/hub.py walks in Python where this is not built (the same loop, tested alike).
  *
  * wake_idle(subscribers: dict) -> int: for each key whose ``pending`` is false, calls its
@@ -13,46 +13,20 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
 
-static PyObject *s_pending, *s_wake;
-/* The type whose ``pending`` slot offset is known (the hub's Subscriber, in practice). */
-static PyTypeObject *slot_type;
-static Py_ssize_t slot_offset;
+#include "_slots.h"
+
+static Slot s_pending = {"pending"};
+static PyObject *s_wake;
 
 /* 1 pending, 0 not, -1 error. */
-static int
+static inline int
 is_pending(PyObject *subscriber)
 {
-    PyTypeObject *type = Py_TYPE(subscriber);
-    if (type == slot_type) {
-        PyObject *value = *(PyObject **)((char *)subscriber + slot_offset);
-        if (value == Py_True)
-            return 1;
-        if (value == Py_False)
-            return 0;
-        if (value != NULL)
-            return PyObject_IsTrue(value);
-        /* unset: the generic lookup raises the AttributeError Python would */
-    } else if (type->tp_getattro == PyObject_GenericGetAttr) {
-        /* A plain slot (not a property, no __getattribute__ of its own): remember where. The
-         * type's attribute is the descriptor itself, as Cls.pending is in Python. */
-        PyObject *descr = PyObject_GetAttr((PyObject *)type, s_pending);
-        if (descr == NULL)
-            PyErr_Clear();
-        else if (PyObject_TypeCheck(descr, &PyMemberDescr_Type)
-                 && ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX
-                 && PyType_IsSubtype(type, ((PyMemberDescrObject *)descr)->d_common.d_type)) {
-            Py_INCREF(type);
-            Py_XSETREF(slot_type, type);
-            slot_offset = ((PyMemberDescrObject *)descr)->d_member->offset;
-        }
-        Py_XDECREF(descr);
-    }
-    PyObject *value = PyObject_GetAttr(subscriber, s_pending);
+    PyObject *value = slot_get(&s_pending, subscriber);
     if (value == NULL)
         return -1;
-    int truth = PyObject_IsTrue(value);
+    int truth = value == Py_True ? 1 : value == Py_False ? 0 : PyObject_IsTrue(value);
     Py_DECREF(value);
     return truth;
 }
@@ -104,9 +78,8 @@ static struct PyModuleDef wake_module = {
 PyMODINIT_FUNC
 PyInit__wake(void)
 {
-    s_pending = PyUnicode_InternFromString("pending");
     s_wake = PyUnicode_InternFromString("wake");
-    if (s_pending == NULL || s_wake == NULL)
+    if (s_wake == NULL || slot_init(&s_pending) < 0)
         return NULL;
     return PyModule_Create(&wake_module);
 }
