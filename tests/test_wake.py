@@ -32,7 +32,8 @@ def test_the_compiled_walk_is_built_where_the_tools_are() -> None:
 
 def subscribers(count: int) -> dict[Subscriber, Cursor]:
     history = History(16)
-    return {Subscriber(max_lag=1000, max_frame_ticks=1000): Cursor(history, 0, 0.0) for _ in range(count)}
+    return {Subscriber(max_lag=1000, max_frame_ticks=1000): Cursor(history, 0, 0.0)
+            for _ in range(count)}
 
 
 @pytest.mark.parametrize("walk", WALKS, ids=lambda w: w.__module__ or "c")
