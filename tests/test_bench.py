@@ -479,16 +479,33 @@ def test_a_bad_step_says_why(fields: dict[str, Any], reason: str) -> None:
     assert row(Step(measured(**fields), verdict))  # the table copes with it
 
 
-@pytest.mark.parametrize(("fields", "reason"), [
+SATURATED = [
     ({"loadgen_cpu": 0.95}, "load generator at 95% of its core"),
     ({"latency_source": "kernel", "p99_low_ms": 12.0, "p99_ms": 30.0},
      "load generator read too coarsely: p99 between 12.0 and 30.0 ms"),
-    ({"latency_source": "kernel", "untimestamped_reads": 3}, "3 reads without a kernel timestamp"),
-])
-def test_a_saturated_load_generator_is_not_trusted(fields: dict[str, Any], reason: str) -> None:
-    verdict = judge(measured(**fields))
+]
+
+
+@pytest.mark.parametrize(("fields", "reason"), SATURATED)
+def test_a_step_that_fails_with_a_saturated_load_generator_is_not_trusted(
+        fields: dict[str, Any], reason: str) -> None:
+    verdict = judge(measured(sample_on_time=990, **fields))
     assert not verdict.trusted and not verdict.sustained
-    assert reason in verdict.reason, verdict.reason
+    assert reason in verdict.reason and "99.00% on time" in verdict.reason, verdict.reason
+
+
+@pytest.mark.parametrize(("fields", "reason"), SATURATED)
+def test_a_step_that_passes_on_upper_bounds_is_sustained_however_busy_the_generator(
+        fields: dict[str, Any], reason: str) -> None:
+    # Its latencies can only be later than the truth, so passing with them is passing.
+    verdict = judge(measured(**fields))
+    assert verdict.sustained and verdict.trusted and verdict.reason == ""
+
+
+def test_reads_without_a_timestamp_fail_a_step() -> None:
+    # Not an upper bound: those reads' ticks have no latency at all.
+    verdict = judge(measured(latency_source="kernel", untimestamped_reads=3))
+    assert not verdict.sustained and "3 reads without a kernel timestamp" in verdict.reason
 
 
 def test_a_kernel_step_with_a_narrow_p99_is_trusted() -> None:
@@ -588,7 +605,7 @@ def test_steal_is_read_from_proc_stat() -> None:
         assert before is None
         return
     with open("/proc/stat") as file:
-        steal = int(file.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
+        steal = int(file.readline().split()[8]) * (1.0 / os.sysconf("SC_CLK_TCK"))
     after = stolen_seconds()
     assert before is not None and after is not None
     assert 0.0 <= before <= steal <= after  # steal may advance between the reads, never back

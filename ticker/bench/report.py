@@ -141,7 +141,8 @@ def summary(ramps: Sequence[Ramp], workload: Workload, seconds: float) -> str:
              if s.measurement.loadgen_cpu is not None]
     if loads:
         lines.append(f"Load generator CPU: at most {max(loads):.0%} of its core "
-                     f"(steps above {MAX_LOADGEN_CPU:.0%} are not trusted).")
+                     f"(a failed step above {MAX_LOADGEN_CPU:.0%} is not trusted: the failure "
+                     "may be the generator's).")
     lags = [s.measurement.read_lag_p99_ms for r in ramps for s in r.steps
             if s.measurement.read_lag_p99_ms is not None]
     spreads = [spread for r in ramps for s in r.steps
@@ -150,8 +151,9 @@ def summary(ramps: Sequence[Ramp], workload: Workload, seconds: float) -> str:
     if lags and spreads:
         lines.append(f"Latency from kernel receive timestamps; the load generator read at most "
                      f"{max(lags):.1f} ms after them (p99 of a step), which left p99 uncertain "
-                     f"by at most {max(spreads):.1f} ms (steps above {MAX_P99_SPREAD_MS:g} ms "
-                     "are not trusted).")
+                     f"by at most {max(spreads):.1f} ms (a failed step above "
+                     f"{MAX_P99_SPREAD_MS:g} ms is not trusted; a step passes or fails on the "
+                     "upper bound, p99 ms).")
     lines.append(f"Total run time: {seconds:.0f} s.")
     return "\n".join(lines)
 
