@@ -51,6 +51,7 @@ class ServerConfig:
     idle_timeout: float
     feed_stall_timeout: float
     shutdown_timeout: float
+    gc_thaw_interval: float
     log_format: Literal["text", "json"]
 
     def __post_init__(self) -> None:
@@ -69,6 +70,7 @@ class ServerConfig:
         _require("ws_send_buffer", self.ws_send_buffer >= 0, "must be >= 0 (0: the kernel's)")
         _require("max_frame_interval", 0 <= self.max_frame_interval <= 1, "must be 0..1 s")
         _require("max_lag_fraction", 0 < self.max_lag_fraction < 1, "must be between 0 and 1")
+        _require("gc_thaw_interval", self.gc_thaw_interval >= 0, "must be >= 0 (0: no freezing)")
 
     @property
     def janitor_pings(self) -> bool:

@@ -22,6 +22,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from ticker.app import Node
+from ticker.collector import Collector
 from ticker.config import Config, ServerConfig
 from ticker.logs import log_config
 
@@ -44,6 +45,9 @@ class TickerServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, node: Node) -> None:
         super().__init__(config)
         self.node = node
+        thaw_interval = node.config.server.gc_thaw_interval
+        self.collector = Collector(thaw_interval) if thaw_interval > 0 else None
+        self._collector_task: asyncio.Task[None] | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -58,6 +62,8 @@ class TickerServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        if self.collector is not None:
+            self._collector_task = asyncio.create_task(self.collector.run(), name="collector")
         for server in self.servers:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
@@ -73,6 +79,8 @@ class TickerServer(uvicorn.Server):
         while self.node.hub.connections and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         await super().shutdown(sockets)
+        if self._collector_task is not None:
+            self._collector_task.cancel()
 
 
 def uvicorn_config(app: Starlette, server: ServerConfig, **extra: Any) -> uvicorn.Config:
