@@ -103,6 +103,7 @@ def test_a_young_cycle_is_collected_before_a_freeze_not_frozen() -> None:
 def test_the_task_freezes_at_start_and_unhooks_when_cancelled() -> None:
     async def main() -> Collector:
         collector = Collector(thaw_interval=3600.0)
+        collector.start()
         task = asyncio.create_task(collector.run())
         await asyncio.sleep(0.01)
         assert collector._on_collection in gc.callbacks

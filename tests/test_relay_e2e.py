@@ -323,7 +323,9 @@ async def test_a_relay_restart_is_resumed_by_its_clients_with_no_gap_and_no_dupl
             lambda: all(via_relay.last_seq(s) >= held[s] + 30 for s in SYMBOLS),
             "30 ticks of each symbol after the relay's restart", timeout=30)
 
-        assert via_relay.stream.connections == 2
+        # One reconnect, or more: a client that reaches the restarted relay before the relay has
+        # reached its upstream is told 1013 "no feed yet" and tries again (documented).
+        assert via_relay.stream.connections >= 2
         assert via_relay.stream.epoch == epoch, "the upstream's run goes on: the same epoch"
         assert [e for _, e in via_relay.events if not isinstance(e, Tick)] == [], \
             "a resume: no Reset, no Snapshot"

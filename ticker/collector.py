@@ -98,7 +98,7 @@ class Collector:
             self.freezes += 1
 
     async def run(self) -> None:
-        self.start()
+        """Every PERIOD_S, a turn; call start() first (the server does, before it listens)."""
         self.install()
         try:
             while True:

@@ -61,9 +61,11 @@ class TickerServer(uvicorn.Server):
                 self._captured_signals.clear()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
         if self.collector is not None:
+            # Its first full collection pauses the loop: before listening, that is nobody's wait.
+            self.collector.start()
             self._collector_task = asyncio.create_task(self.collector.run(), name="collector")
+        await super().startup(sockets)
         for server in self.servers:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
