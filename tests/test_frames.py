@@ -9,6 +9,7 @@ from websockets.frames import Frame, Opcode
 
 from tests.servers import make_config, running_server
 from tests.wsclient import TickerClient
+from ticker import subscriber as subscriber_module
 from ticker.transport.frames import header_length, text_frame_header
 
 
@@ -33,6 +34,24 @@ async def test_the_default_server_writes_frames_directly_and_clients_read_them()
         await client.close()
         ws = server.node.stats.transports["ws"]
         assert ws.direct_frames > 0 and ws.direct_frames <= ws.frames
+        assert ws.socket_frames > 0 and ws.socket_frames <= ws.direct_frames
+
+
+@pytest.mark.e2e
+@pytest.mark.anyio
+async def test_without_the_compiled_send_the_transport_writes_and_nothing_changes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(subscriber_module, "compiled_send_frames", None)
+    with running_server(make_config(**{"feed.tick_rate": 2000.0})) as server:
+        clients = [await TickerClient.open(server.ws_url) for _ in range(3)]
+        for client in clients:
+            await client.send({"op": "subscribe", "symbols": ["AAPL", "TSLA"]})
+            await client.recv_type("snapshot")
+        for client in clients:
+            await client.until_ticks("TSLA", len(client.ticks["TSLA"]) + 30)  # seqs checked
+            await client.close()
+        ws = server.node.stats.transports["ws"]
+        assert ws.direct_frames > 0 and ws.socket_frames == 0
 
 
 @pytest.mark.e2e

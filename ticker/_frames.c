@@ -11,6 +11,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
+#include <sys/socket.h>
+
 #include "_heap.h"
 #include "_slots.h"
 
@@ -150,36 +153,42 @@ release_runs(Run *runs, Py_ssize_t count)
     }
 }
 
-/* One "ticks" frame of ticks[0..count), with the WebSocket header in front when asked. */
-static PyObject *
-build_frame(PyObject **ticks, Py_ssize_t count, const char *prefix, Py_ssize_t prefix_length,
-            const char *suffix, Py_ssize_t suffix_length, int ws_header)
+/* The size of one "ticks" frame of ticks[0..count), with the WebSocket header when asked. */
+static Py_ssize_t
+frame_size(PyObject **ticks, Py_ssize_t count, Py_ssize_t affixes, int ws_header,
+           Py_ssize_t *payload_out)
 {
-    Py_ssize_t payload = prefix_length + suffix_length + (count > 0 ? count - 1 : 0);
+    Py_ssize_t payload = affixes + (count > 0 ? count - 1 : 0);
     for (Py_ssize_t i = 0; i < count; i++) {
         payload += PyBytes_GET_SIZE(ticks[i]);
     }
-    Py_ssize_t header = !ws_header ? 0 : payload < 126 ? 2 : payload < 65536 ? 4 : 10;
-    PyObject *frame = PyBytes_FromStringAndSize(NULL, header + payload);
-    if (frame == NULL) {
-        return NULL;
-    }
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(frame);
-    if (header) {
+    *payload_out = payload;
+    return (!ws_header ? 0 : payload < 126 ? 2 : payload < 65536 ? 4 : 10) + payload;
+}
+
+/* Writes that frame at out (frame_size bytes); returns the end. */
+static unsigned char *
+write_frame(unsigned char *out, PyObject **ticks, Py_ssize_t count, Py_ssize_t payload,
+            int ws_header, const char *prefix, Py_ssize_t prefix_length, const char *suffix,
+            Py_ssize_t suffix_length)
+{
+    if (ws_header) {
         out[0] = 0x81;  /* FIN, text; a server's frames are not masked (RFC 6455 5.2) */
-        if (header == 2) {
+        if (payload < 126) {
             out[1] = (unsigned char)payload;
-        } else if (header == 4) {
+            out += 2;
+        } else if (payload < 65536) {
             out[1] = 126;
             out[2] = (unsigned char)(payload >> 8);
             out[3] = (unsigned char)payload;
+            out += 4;
         } else {
             out[1] = 127;
             for (int i = 0; i < 8; i++) {
                 out[2 + i] = (unsigned char)((unsigned long long)payload >> (56 - 8 * i));
             }
+            out += 10;
         }
-        out += header;
     }
     memcpy(out, prefix, prefix_length);
     out += prefix_length;
@@ -192,7 +201,147 @@ build_frame(PyObject **ticks, Py_ssize_t count, const char *prefix, Py_ssize_t p
         out += length;
     }
     memcpy(out, suffix, suffix_length);
-    return frame;
+    return out + suffix_length;
+}
+
+/* What one drain took: every due tick of every cursor, merged into feed order. */
+typedef struct {
+    Run *runs;
+    Py_ssize_t taken;      /* runs[0..taken) hold references */
+    PyObject **merged;     /* borrowed from the rings, which the runs hold */
+    Py_ssize_t total;
+} Drain;
+
+static void
+drain_release(Drain *drain)
+{
+    if (drain->runs != NULL) {
+        release_runs(drain->runs, drain->taken);
+    }
+    PyMem_Free(drain->runs);
+    PyMem_Free(drain->merged);
+}
+
+/* Reads the cursors and merges their ticks; moves nothing. 0 = done, 2 = hand back to Python
+ * (nothing taken), -1 = error. drain_release() afterwards in every case. */
+static int
+drain_collect(PyObject *cursors, long long max_lag, Drain *drain)
+{
+    Py_ssize_t size = PyDict_GET_SIZE(cursors);
+    Head *heap = NULL;
+    Py_ssize_t heap_size = 0;
+    int status = -1;
+    memset(drain, 0, sizeof(*drain));
+    drain->runs = PyMem_Calloc(size ? size : 1, sizeof(Run));
+    heap = PyMem_Calloc(size ? size : 1, sizeof(Head));
+    if (drain->runs == NULL || heap == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t position = 0;
+    PyObject *key, *cursor;
+    while (PyDict_Next(cursors, &position, &key, &cursor)) {
+        int got = read_cursor(cursor, max_lag, &drain->runs[drain->taken]);
+        if (got < 0) {
+            drain->taken++;  /* read_cursor may have taken references into this slot */
+            goto done;
+        }
+        if (got == 2) {
+            status = 2;
+            goto done;
+        }
+        if (got == 1) {
+            drain->total += drain->runs[drain->taken].count;
+            drain->taken++;
+        }
+    }
+    drain->merged = PyMem_Calloc(drain->total ? drain->total : 1, sizeof(PyObject *));
+    if (drain->merged == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Run *runs = drain->runs;
+    for (Py_ssize_t i = 0; i < drain->taken; i++) {
+        if (runs[i].count > 0) {
+            heap[heap_size].key = run_key(&runs[i]);
+            heap[heap_size].run = i;
+            heap_size++;
+        }
+    }
+    for (Py_ssize_t at = heap_size / 2 - 1; at >= 0; at--) {
+        sift_down(heap, heap_size, at);
+    }
+    for (Py_ssize_t out = 0; out < drain->total; out++) {
+        Run *run = &runs[heap[0].run];
+        PyObject *tick = PyList_GET_ITEM(run->ring, ring_index(run, run->next));
+        if (!PyBytes_Check(tick)) {
+            PyErr_SetString(PyExc_TypeError, "encoded ticks must be bytes");
+            goto done;
+        }
+        drain->merged[out] = tick;
+        run->next++;
+        if (run->next < run->count) {
+            heap[0].key = run_key(run);
+        } else {
+            heap[0] = heap[--heap_size];
+        }
+        if (heap_size > 0) {
+            sift_down(heap, heap_size, 0);
+        }
+    }
+    status = 0;
+done:
+    PyMem_Free(heap);
+    return status;
+}
+
+/* Moves every cursor of the drain past what it took; call only once nothing else can fail. */
+static int
+drain_commit(Drain *drain)
+{
+    for (Py_ssize_t i = 0; i < drain->taken; i++) {
+        PyObject *last = PyLong_FromLongLong(drain->runs[i].last);
+        if (last == NULL || slot_set(&s_seq, drain->runs[i].cursor, last) < 0
+                || slot_set(&s_fresh, drain->runs[i].cursor, Py_False) < 0) {
+            Py_XDECREF(last);
+            return -1;
+        }
+        Py_DECREF(last);
+    }
+    return 0;
+}
+
+typedef struct {
+    PyObject *cursors;
+    long long max_lag;
+    Py_ssize_t step;
+    const char *prefix, *suffix;
+    Py_ssize_t prefix_length, suffix_length;
+} DrainArgs;
+
+static int
+parse_drain_args(const char *name, PyObject *const *args, DrainArgs *out)
+{
+    if (!PyDict_Check(args[0]) || !PyBytes_Check(args[3]) || !PyBytes_Check(args[4])) {
+        PyErr_Format(PyExc_TypeError, "%s(cursors: dict, max_lag, step, prefix: bytes, "
+                     "suffix: bytes, ...)", name);
+        return -1;
+    }
+    out->cursors = args[0];
+    out->max_lag = PyLong_AsLongLong(args[1]);
+    out->step = PyLong_AsSsize_t(args[2]);
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    if (out->step < 1) {
+        PyErr_SetString(PyExc_ValueError, "step must be >= 1");
+        return -1;
+    }
+    out->prefix = PyBytes_AS_STRING(args[3]);
+    out->prefix_length = PyBytes_GET_SIZE(args[3]);
+    out->suffix = PyBytes_AS_STRING(args[4]);
+    out->suffix_length = PyBytes_GET_SIZE(args[4]);
+    return 0;
 }
 
 PyDoc_STRVAR(take_frames_doc,
@@ -207,123 +356,147 @@ PyDoc_STRVAR(take_frames_doc,
 static PyObject *
 take_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6 || !PyDict_Check(args[0]) || !PyBytes_Check(args[3])
-            || !PyBytes_Check(args[4])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "take_frames(cursors: dict, max_lag, step, prefix: bytes, suffix: bytes, "
-                        "ws_header)");
+    DrainArgs a;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "take_frames takes 6 arguments");
         return NULL;
     }
-    PyObject *cursors = args[0];
-    long long max_lag = PyLong_AsLongLong(args[1]);
-    Py_ssize_t step = PyLong_AsSsize_t(args[2]);
     int ws_header = PyObject_IsTrue(args[5]);
-    if (PyErr_Occurred() || ws_header < 0) {
+    if (ws_header < 0 || parse_drain_args("take_frames", args, &a) < 0) {
         return NULL;
     }
-    if (step < 1) {
-        PyErr_SetString(PyExc_ValueError, "step must be >= 1");
-        return NULL;
-    }
-    Py_ssize_t size = PyDict_GET_SIZE(cursors);
-    Run *runs = PyMem_Calloc(size ? size : 1, sizeof(Run));
-    Head *heap = PyMem_Calloc(size ? size : 1, sizeof(Head));
-    PyObject **merged = NULL;
+    Drain drain;
     PyObject *result = NULL, *frames = NULL;
-    Py_ssize_t taken = 0, total = 0, heap_size = 0;
-    if (runs == NULL || heap == NULL) {
-        PyErr_NoMemory();
+    int status = drain_collect(a.cursors, a.max_lag, &drain);
+    if (status != 0) {
+        result = status == 2 ? Py_NewRef(Py_None) : NULL;
         goto done;
-    }
-    Py_ssize_t position = 0;
-    PyObject *key, *cursor;
-    while (PyDict_Next(cursors, &position, &key, &cursor)) {
-        int got = read_cursor(cursor, max_lag, &runs[taken]);
-        if (got < 0) {
-            taken++;  /* read_cursor may have taken references into this slot */
-            goto done;
-        }
-        if (got == 2) {
-            result = Py_NewRef(Py_None);
-            goto done;
-        }
-        if (got == 1) {
-            total += runs[taken].count;
-            taken++;
-        }
-    }
-    merged = PyMem_Calloc(total ? total : 1, sizeof(PyObject *));
-    if (merged == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < taken; i++) {
-        if (runs[i].count > 0) {
-            heap[heap_size].key = run_key(&runs[i]);
-            heap[heap_size].run = i;
-            heap_size++;
-        }
-    }
-    for (Py_ssize_t at = heap_size / 2 - 1; at >= 0; at--) {
-        sift_down(heap, heap_size, at);
-    }
-    for (Py_ssize_t out = 0; out < total; out++) {
-        Run *run = &runs[heap[0].run];
-        PyObject *tick = PyList_GET_ITEM(run->ring, ring_index(run, run->next));
-        if (!PyBytes_Check(tick)) {
-            PyErr_SetString(PyExc_TypeError, "encoded ticks must be bytes");
-            goto done;
-        }
-        merged[out] = tick;
-        run->next++;
-        if (run->next < run->count) {
-            heap[0].key = run_key(run);
-        } else {
-            heap[0] = heap[--heap_size];
-        }
-        if (heap_size > 0) {
-            sift_down(heap, heap_size, 0);
-        }
     }
     frames = PyList_New(0);
     if (frames == NULL) {
         goto done;
     }
-    for (Py_ssize_t start = 0; start < total; start += step) {
-        Py_ssize_t count = total - start < step ? total - start : step;
-        PyObject *frame = build_frame(merged + start, count, PyBytes_AS_STRING(args[3]),
-                                      PyBytes_GET_SIZE(args[3]), PyBytes_AS_STRING(args[4]),
-                                      PyBytes_GET_SIZE(args[4]), ws_header);
-        if (frame == NULL || PyList_Append(frames, frame) < 0) {
-            Py_XDECREF(frame);
+    for (Py_ssize_t start = 0; start < drain.total; start += a.step) {
+        Py_ssize_t count = drain.total - start < a.step ? drain.total - start : a.step;
+        Py_ssize_t payload;
+        Py_ssize_t size = frame_size(drain.merged + start, count,
+                                     a.prefix_length + a.suffix_length, ws_header, &payload);
+        PyObject *frame = PyBytes_FromStringAndSize(NULL, size);
+        if (frame == NULL) {
+            goto done;
+        }
+        write_frame((unsigned char *)PyBytes_AS_STRING(frame), drain.merged + start, count,
+                    payload, ws_header, a.prefix, a.prefix_length, a.suffix, a.suffix_length);
+        if (PyList_Append(frames, frame) < 0) {
+            Py_DECREF(frame);
             goto done;
         }
         Py_DECREF(frame);
     }
     /* Only now that nothing can fail does any cursor move. */
-    for (Py_ssize_t i = 0; i < taken; i++) {
-        PyObject *last = PyLong_FromLongLong(runs[i].last);
-        if (last == NULL || slot_set(&s_seq, runs[i].cursor, last) < 0
-                || slot_set(&s_fresh, runs[i].cursor, Py_False) < 0) {
-            Py_XDECREF(last);
-            goto done;
-        }
-        Py_DECREF(last);
+    if (drain_commit(&drain) < 0) {
+        goto done;
     }
-    result = Py_BuildValue("(OnO)", frames, total, total ? merged[0] : Py_None);
+    result = Py_BuildValue("(OnO)", frames, drain.total,
+                           drain.total ? drain.merged[0] : Py_None);
 done:
     Py_XDECREF(frames);
-    if (runs != NULL) {
-        release_runs(runs, taken);
+    drain_release(&drain);
+    return result;
+}
+
+PyDoc_STRVAR(send_frames_doc,
+"send_frames(cursors, max_lag, step, prefix, suffix, fd) -> (ticks, first, frames, payload,\n"
+"unsent) | None\n\n"
+"take_frames(..., ws_header=True), with the frames written straight to the non-blocking\n"
+"socket fd in one send() instead of returned: ticks and first as there, then how many frames\n"
+"and payload bytes were taken, and unsent: None when the kernel took everything, else the\n"
+"bytes it did not take (a partial send, EAGAIN, or an error such as EPIPE), for the caller's\n"
+"transport to write or fail on in its own way. None, touching nothing, where take_frames\n"
+"hands back to Python. The cursors move before the send: what the kernel refuses is in\n"
+"unsent, not lost.");
+
+static PyObject *
+send_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    DrainArgs a;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "send_frames takes 6 arguments");
+        return NULL;
     }
-    PyMem_Free(runs);
-    PyMem_Free(heap);
-    PyMem_Free(merged);
+    long fd = PyLong_AsLong(args[5]);
+    if ((fd == -1 && PyErr_Occurred()) || parse_drain_args("send_frames", args, &a) < 0) {
+        return NULL;
+    }
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "fd must be >= 0");
+        return NULL;
+    }
+    Drain drain;
+    PyObject *result = NULL, *out = NULL, *unsent = NULL;
+    int status = drain_collect(a.cursors, a.max_lag, &drain);
+    if (status != 0) {
+        result = status == 2 ? Py_NewRef(Py_None) : NULL;
+        goto done;
+    }
+    Py_ssize_t length = 0, payloads = 0, frames = 0;
+    Py_ssize_t affixes = a.prefix_length + a.suffix_length;
+    for (Py_ssize_t start = 0; start < drain.total; start += a.step, frames++) {
+        Py_ssize_t count = drain.total - start < a.step ? drain.total - start : a.step;
+        Py_ssize_t payload;
+        length += frame_size(drain.merged + start, count, affixes, 1, &payload);
+        payloads += payload;
+    }
+    /* One buffer for every frame: one send(), and on the usual small drain no allocation
+     * beyond it. */
+    out = PyBytes_FromStringAndSize(NULL, length);
+    if (out == NULL) {
+        goto done;
+    }
+    unsigned char *at = (unsigned char *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t start = 0; start < drain.total; start += a.step) {
+        Py_ssize_t count = drain.total - start < a.step ? drain.total - start : a.step;
+        Py_ssize_t payload;
+        frame_size(drain.merged + start, count, affixes, 1, &payload);
+        at = write_frame(at, drain.merged + start, count, payload, 1, a.prefix,
+                         a.prefix_length, a.suffix, a.suffix_length);
+    }
+    if (drain_commit(&drain) < 0) {
+        goto done;
+    }
+    Py_ssize_t sent = 0;
+    while (sent < length) {
+        ssize_t n = send((int)fd, PyBytes_AS_STRING(out) + sent, (size_t)(length - sent),
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;  /* EAGAIN, or an error: the transport meets it when it writes the rest */
+        }
+        sent += n;
+    }
+    if (sent == length) {
+        unsent = Py_NewRef(Py_None);
+    } else if (sent == 0) {
+        unsent = Py_NewRef(out);
+    } else {
+        unsent = PyBytes_FromStringAndSize(PyBytes_AS_STRING(out) + sent, length - sent);
+        if (unsent == NULL) {
+            goto done;  /* the cursors moved and the rest is lost: only when memory is gone */
+        }
+    }
+    result = Py_BuildValue("(nOnnN)", drain.total, drain.total ? drain.merged[0] : Py_None,
+                           frames, payloads, unsent);
+done:
+    Py_XDECREF(out);
+    drain_release(&drain);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"take_frames", (PyCFunction)(void (*)(void))take_frames, METH_FASTCALL, take_frames_doc},
+    {"send_frames", (PyCFunction)(void (*)(void))send_frames, METH_FASTCALL, send_frames_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -45,7 +45,8 @@ class LatencySampler:
 
 
 class TransportStats:
-    __slots__ = ("bytes", "conflated", "connections", "direct_frames", "frames", "latency", "ticks")
+    __slots__ = ("bytes", "conflated", "connections", "direct_frames", "frames", "latency",
+                 "socket_frames", "ticks")
 
     def __init__(self, latency: LatencySampler | None = None) -> None:
         self.latency = latency or LatencySampler()
@@ -55,6 +56,7 @@ class TransportStats:
         self.bytes = 0
         self.conflated = 0  # ticks skipped under max_rate (a later tick carried the news)
         self.direct_frames = 0  # frames written to the transport directly (transport/frames.py)
+        self.socket_frames = 0  # of those, sent on the socket by ticker._frames itself
 
 
 class Stats:

@@ -39,11 +39,15 @@ class Pinger(Protocol):
 
 TakeFrames = Callable[[dict[str, "Cursor"], int, int, bytes, bytes, bool],
                       "tuple[list[bytes], int, bytes | None] | None"]
+SendFrames = Callable[[dict[str, "Cursor"], int, int, bytes, bytes, int],
+                      "tuple[int, bytes | None, int, int, bytes | None] | None"]
 compiled_take_frames: TakeFrames | None
+compiled_send_frames: SendFrames | None
 try:
+    from ticker._frames import send_frames as compiled_send_frames
     from ticker._frames import take_frames as compiled_take_frames
 except ImportError:  # not built (no C compiler where it was installed): hatch_build.py
-    compiled_take_frames = None
+    compiled_take_frames = compiled_send_frames = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +240,26 @@ class Subscriber:
                 return frames
         frames = self.tick_frames_in_python()
         return [text_frame_header(len(frame)) + frame for frame in frames] if ws_header else frames
+
+    def send_tick_frames(self, fd: int) -> tuple[int, int, bytes | None] | None:
+        """:meth:`tick_frames` (ws_header=True) sent straight to the non-blocking socket ``fd``
+        in one system call: (frames, payload bytes, what the kernel did not take, or None).
+        None, with nothing taken, where only :meth:`tick_frames` can do it (no compiled
+        ``ticker._frames``, or a case it hands back to Python)."""
+        if compiled_send_frames is None:
+            return None
+        sent = compiled_send_frames(self._cursors, self._max_lag, self._frame_ticks,
+                                    TICKS_PREFIX, TICKS_SUFFIX, fd)
+        if sent is None:
+            return None
+        self.pending = False
+        count, first, frames, payload, unsent = sent
+        if count:
+            stats = self.stats
+            stats.ticks += count
+            if first is not None and stats.latency.due():
+                stats.latency.observe(first)
+        return frames, payload, unsent
 
     def tick_frames_in_python(self) -> list[bytes]:
         """:meth:`tick_frames` without ``ticker._frames`` (and its reference in tests)."""

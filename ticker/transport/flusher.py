@@ -84,7 +84,7 @@ class Flusher:
                 subscriber.wrote_at = now
                 for message in subscriber.take_messages():
                     direct.write(message)
-                direct.write_frames(subscriber.tick_frames(ws_header=True))
+                direct.write_ticks(subscriber)
                 if subscriber.close_request is None:
                     continue
                 subscriber.pending = True  # the close is still to be sent, by the writer

@@ -8,6 +8,12 @@ FIN, opcode 1, no mask), so when the connection runs on uvicorn's websockets-san
 without compression, the writer puts header and payload on the transport itself, and only falls
 back to the ASGI path when it would have to wait (the transport is paused: the client is slow)
 or the connection is closing. Anything else (wsproto, deflate, another server) uses ASGI always.
+
+A connection's ticks go one step further where the transport is a plain socket (no TLS) with
+nothing queued: ticker._frames builds the frames in one buffer and send()s it itself, so the
+frames never become Python objects and the transport's write path is skipped; whatever the
+kernel does not take goes to the transport's write, which queues it in order (its buffer was
+empty) or meets the error, exactly as if it had written it all.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from websockets.protocol import OPEN, Protocol
 
 from ticker.protocol import text_frame_header
 from ticker.stats import TransportStats
+from ticker.subscriber import Subscriber
 
-__all__ = ["DirectFrames", "cap_send_buffer", "header_length", "release_handshake",
-           "text_frame_header", "uvicorn_protocol"]
+__all__ = ["DirectFrames", "cap_send_buffer", "header_length", "plain_socket_fd",
+           "release_handshake", "text_frame_header", "uvicorn_protocol"]
 
 
 def header_length(frame_length: int) -> int:
@@ -36,7 +43,7 @@ def header_length(frame_length: int) -> int:
 class DirectFrames:
     """The uvicorn connection behind one accepted WebSocket, written to directly."""
 
-    __slots__ = ("_conn", "_counts", "_protocol", "_transport", "_writable")
+    __slots__ = ("_conn", "_counts", "_fd", "_protocol", "_transport", "_writable")
 
     def __init__(self, protocol: Any, counts: TransportStats) -> None:
         self._counts = counts
@@ -44,6 +51,7 @@ class DirectFrames:
         self._conn: Protocol = protocol.conn
         self._transport = protocol.transport
         self._writable = protocol.writable
+        self._fd = plain_socket_fd(self._transport)
 
     @classmethod
     def of(cls, websocket: WebSocket, counts: TransportStats) -> DirectFrames | None:
@@ -82,6 +90,40 @@ class DirectFrames:
         counts.frames += len(frames)
         counts.direct_frames += len(frames)
         counts.bytes += payload
+
+    def write_ticks(self, subscriber: Subscriber) -> None:
+        """Every tick due for ``subscriber``, as frames: sent by ticker._frames on the socket
+        itself where that is safe (see the module's docstring), else through write_frames."""
+        transport = self._transport
+        sent = (subscriber.send_tick_frames(self._fd)
+                if self._fd >= 0 and not transport.get_write_buffer_size() else None)
+        if sent is None:
+            self.write_frames(subscriber.tick_frames(ws_header=True))
+            return
+        frames, payload, unsent = sent
+        if unsent is not None:
+            transport.write(unsent)
+        counts = self._counts
+        counts.frames += frames
+        counts.direct_frames += frames
+        counts.socket_frames += frames
+        counts.bytes += payload
+
+
+def plain_socket_fd(transport: Any) -> int:
+    """The file descriptor of the non-blocking stream socket under ``transport``, or -1 where
+    writing to it directly could break something: TLS, no socket, or not a stream socket."""
+    if transport.get_extra_info("sslcontext") is not None or transport.get_extra_info(
+            "ssl_object") is not None:
+        return -1
+    sock = transport.get_extra_info("socket")
+    try:
+        if sock is None or sock.type != socket.SOCK_STREAM:
+            return -1
+        fd = sock.fileno()
+    except (AttributeError, OSError):
+        return -1
+    return fd if isinstance(fd, int) else -1
 
 
 def release_handshake(websocket: WebSocket) -> None:
